@@ -1,0 +1,85 @@
+//! Command-line interface: the commands, their flags, units and defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Recommends where each service should run across cloud regions, and with how many
+/// replicas, so that users see less latency and the fleet costs less.
+///
+/// Every command reads and writes one SQLite database (`--db`). Exit codes: 0 success,
+/// 1 failure (I/O, SQLite), 2 invalid command line, 3 invalid input (unknown region, bad
+/// size, unreadable or newer database), 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "placewise", version, propagate_version = true)]
+pub struct Cli {
+    /// Path of the SQLite database that every stage reads and writes.
+    #[arg(
+        long,
+        global = true,
+        default_value = "placewise.db",
+        value_name = "PATH"
+    )]
+    pub db: PathBuf,
+
+    /// Seed of every random draw; the same seed and flags give identical outputs.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 42,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub seed: u64,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the region catalog: city, coordinates, m5.large price, transfer price and RTT.
+    Regions(RegionsArgs),
+    /// Generate a synthetic fleet and its telemetry into the database, replacing it.
+    Generate(GenerateArgs),
+    /// Run every stage of the pipeline in order on the given settings.
+    Run(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegionsArgs {
+    /// Regions to list: a comma list of codes, `default` (the five of the original
+    /// study), `all-priced` (the 22 with an instance price) or `all` (all 32).
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    pub regions: String,
+
+    /// Print JSON (regions with their RTT row) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GenerateArgs {
+    /// Number of services; names cycle through 25 templates (`auth-service-1`, ...).
+    #[arg(
+        long,
+        default_value_t = 150,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub services: usize,
+
+    /// Days of telemetry, from Monday 2025-01-06 (UTC); 24 hourly traffic rows per day.
+    #[arg(
+        long,
+        default_value_t = 90,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub days: usize,
+
+    /// Regions of the fleet: a comma list of codes, `default` (us-east-1, us-west-2,
+    /// eu-west-1, ap-southeast-1, ap-northeast-1), `all-priced` or `all`.
+    #[arg(long, default_value = "default", value_name = "LIST")]
+    pub regions: String,
+}

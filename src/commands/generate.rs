@@ -1,0 +1,141 @@
+//! `placewise generate`: draws the synthetic fleet and stores it, replacing the database.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tracing::{debug, info};
+
+use crate::catalog::Catalog;
+use crate::cli::{Cli, GenerateArgs};
+use crate::commands::progress_bar;
+use crate::generate::{self, FleetConfig};
+use crate::interrupt;
+use crate::store::{self, RunRecord, TableCounts};
+
+/// Figures of one `generate`, printed as its summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateSummary {
+    pub counts: TableCounts,
+    pub generate_seconds: f64,
+    pub store_seconds: f64,
+}
+
+impl GenerateSummary {
+    pub fn rows_per_second(&self) -> f64 {
+        self.counts.total() as f64 / (self.generate_seconds + self.store_seconds)
+    }
+}
+
+/// Generates and stores the fleet, printing the summary table on stdout.
+pub fn run(cli: &Cli, args: &GenerateArgs) -> Result<GenerateSummary> {
+    let summary = generate_and_store(cli, args)?;
+    print!("{}", summary_table(cli, &summary));
+    Ok(summary)
+}
+
+/// Generates and stores the fleet without printing; `run` and the pipeline share it.
+pub fn generate_and_store(cli: &Cli, args: &GenerateArgs) -> Result<GenerateSummary> {
+    let regions = Catalog::embedded().select(&args.regions)?;
+    let config = FleetConfig {
+        services: args.services,
+        days: args.days,
+        regions,
+        seed: cli.seed,
+    };
+    config.validate()?;
+    // Reject a foreign or newer database before spending time on the fleet.
+    store::check_replaceable(&cli.db)?;
+    info!(
+        services = config.services,
+        days = config.days,
+        regions = config.regions.len(),
+        seed = config.seed,
+        "generating fleet"
+    );
+    let bar = progress_bar(config.traffic_rows() as u64, "storing rows");
+    let summary = write_generated(&config, &cli.db, |rows| {
+        bar.set_position(rows as u64);
+        !interrupt::requested()
+    });
+    bar.finish_and_clear();
+    let summary =
+        summary.with_context(|| format!("cannot store the fleet in `{}`", cli.db.display()))?;
+    info!(
+        path = %cli.db.display(),
+        placement_rows = summary.counts.service_placement,
+        seconds = format!("{:.2}", summary.generate_seconds + summary.store_seconds),
+        "database written"
+    );
+    Ok(summary)
+}
+
+/// Generates the fleet of `config` and writes it to `path`. The placement history is
+/// observed through the world model on a second thread while this one stores the traffic,
+/// and the store waits for it only after the traffic. `on_rows` is as in
+/// [`store::write_fleet`].
+pub fn write_generated(
+    config: &FleetConfig,
+    path: &Path,
+    on_rows: impl FnMut(usize) -> bool,
+) -> Result<GenerateSummary> {
+    let started = Instant::now();
+    let fleet = generate::generate_telemetry(config)?;
+    let generate_seconds = started.elapsed().as_secs_f64();
+    debug!(seconds = generate_seconds, "telemetry generated");
+
+    let run = RunRecord {
+        command: "generate".to_string(),
+        seed: config.seed,
+        parameters: serde_json::json!({
+            "services": config.services,
+            "days": config.days,
+            "regions": config.regions.codes(),
+        }),
+        timings: vec![("telemetry".to_string(), generate_seconds)],
+    };
+    let started = Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let history = scope.spawn(|| {
+            let started = Instant::now();
+            let history = generate::generate_history(&fleet, &mut |_| !interrupt::requested());
+            debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "history observed"
+            );
+            history.ok()
+        });
+        let join_history = || history.join().expect("the history thread does not panic");
+        store::write_fleet(path, &fleet, join_history, &run, on_rows)
+    })?;
+    Ok(GenerateSummary {
+        counts,
+        generate_seconds,
+        store_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Formats the row counts and speed of a `generate`.
+pub fn summary_table(cli: &Cli, summary: &GenerateSummary) -> String {
+    let counts = &summary.counts;
+    let rows = [
+        ("services", counts.services),
+        ("service_dependencies", counts.service_dependencies),
+        ("regions", counts.regions),
+        ("regional_latency", counts.regional_latency),
+        ("traffic_patterns", counts.traffic_patterns),
+        ("service_placement", counts.service_placement),
+    ];
+    let mut out = format!("database {}\n", cli.db.display());
+    for (table, count) in rows {
+        out.push_str(&format!("  {table:<22} {count:>12} rows\n"));
+    }
+    out.push_str(&format!(
+        "  generated in {:.2} s, stored in {:.2} s: {:.0} rows/s\n",
+        summary.generate_seconds,
+        summary.store_seconds,
+        summary.rows_per_second()
+    ));
+    out
+}

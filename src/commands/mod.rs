@@ -1,0 +1,59 @@
+//! The binary's commands, one module per verb, and the exit codes they map to.
+
+pub mod generate;
+pub mod regions;
+pub mod run;
+
+use crate::catalog::CatalogError;
+use crate::generate::GenerateError;
+use crate::store::StoreError;
+
+/// Exit code of a failure that is not the input's fault (I/O, SQLite).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of an invalid command line (clap's own code).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code of invalid input: unknown region, bad size, foreign or newer database.
+pub const EXIT_INVALID_INPUT: i32 = 3;
+/// Exit code after Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Picks the exit code for an error by the first error of a known kind in its chain.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    for cause in error.chain() {
+        if cause.downcast_ref::<CatalogError>().is_some() {
+            return EXIT_INVALID_INPUT;
+        }
+        if let Some(error) = cause.downcast_ref::<GenerateError>() {
+            return match error {
+                GenerateError::Interrupted => EXIT_INTERRUPTED,
+                _ => EXIT_INVALID_INPUT,
+            };
+        }
+        if let Some(error) = cause.downcast_ref::<StoreError>() {
+            return match error {
+                StoreError::Interrupted { .. } => EXIT_INTERRUPTED,
+                StoreError::NewerSchema { .. }
+                | StoreError::NotPlacewise { .. }
+                | StoreError::Missing { .. } => EXIT_INVALID_INPUT,
+                StoreError::Unwritable { .. } | StoreError::Sqlite { .. } => EXIT_FAILURE,
+            };
+        }
+    }
+    EXIT_FAILURE
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+pub fn progress_bar(length: u64, message: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:>12} [{bar:30}] {human_pos}/{human_len} ({eta} left)",
+    )
+    .expect("the template is valid")
+    .progress_chars("=> ");
+    indicatif::ProgressBar::new(length)
+        .with_style(style)
+        .with_message(message)
+}

@@ -1,0 +1,14 @@
+//! placewise: recommends where each service should run across cloud regions, and with how
+//! many replicas, from telemetry, a latency model and a mixed-integer program.
+//!
+//! The modules follow the pipeline: [`catalog`] (regions, RTT, prices), [`generate`] (the
+//! synthetic fleet and its telemetry), [`simulate`] (the world model that is the ground
+//! truth), [`store`] (SQLite). The binary's commands live in [`commands`].
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod generate;
+pub mod interrupt;
+pub mod simulate;
+pub mod store;

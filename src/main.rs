@@ -1,0 +1,49 @@
+//! The `placewise` binary: parses the command line, sets up logging and Ctrl-C handling,
+//! runs one command, and prints any error once, as a chain, with its exit code.
+
+use clap::Parser;
+use placewise::cli::{Cli, Command};
+use placewise::commands;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                commands::EXIT_USAGE
+            } else {
+                0
+            };
+            let _ = error.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging();
+    placewise::interrupt::install();
+
+    let result = match &cli.command {
+        Command::Regions(args) => commands::regions::run(args),
+        Command::Generate(args) => commands::generate::run(&cli, args).map(|_| ()),
+        Command::Run(args) => commands::run::run(&cli, args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        for cause in error.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(commands::exit_code(&error));
+    }
+}
+
+/// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,532 @@
+//! The SQLite store: schema, bulk loads and the `runs` record.
+//!
+//! A database is identified by `PRAGMA application_id` and versioned by
+//! `PRAGMA user_version`; a file of a newer version is rejected rather than misread.
+//! `generate` builds a new database in a temporary file beside the target and renames it
+//! over the target only once everything is written, so a failed or interrupted run leaves
+//! the previous database as it was.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::generate::{date_string, Fleet, PlacementRecord, START_DAY};
+
+/// Schema version written to `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// `PRAGMA application_id` of a placewise database: the ASCII bytes `plcw`.
+pub const APPLICATION_ID: i32 = 0x706c_6377;
+
+/// Traffic rows inserted by one statement.
+const TRAFFIC_BATCH_ROWS: usize = 128;
+
+/// Traffic rows inserted between two progress reports and interruption checks.
+const PROGRESS_ROWS: usize = 100_000;
+
+const SCHEMA: &str = "
+CREATE TABLE runs (
+    run_id      INTEGER PRIMARY KEY,
+    command     TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    seed        INTEGER NOT NULL,
+    parameters  TEXT NOT NULL            -- JSON object of the command's settings
+);
+-- Wall-clock figures of each run, kept apart from `runs` because they differ between
+-- otherwise identical runs.
+CREATE TABLE run_timings (
+    run_id      INTEGER NOT NULL REFERENCES runs(run_id),
+    step        TEXT NOT NULL,
+    seconds     REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE regions (
+    region              TEXT PRIMARY KEY,
+    city                TEXT NOT NULL,
+    country             TEXT NOT NULL,
+    latitude            REAL NOT NULL,   -- degrees
+    longitude           REAL NOT NULL,   -- degrees
+    utc_offset_hours    REAL NOT NULL,   -- standard time
+    usd_per_hour        REAL,            -- one m5.large on demand; NULL where unpriced
+    internet_usd_per_gb REAL
+);
+CREATE TABLE region_pairs (
+    source_region       TEXT NOT NULL REFERENCES regions(region),
+    target_region       TEXT NOT NULL REFERENCES regions(region),
+    median_rtt_ms       REAL NOT NULL,
+    transfer_usd_per_gb REAL NOT NULL,
+    PRIMARY KEY (source_region, target_region)
+) WITHOUT ROWID;
+CREATE TABLE services (
+    service_id               INTEGER PRIMARY KEY,
+    service_name             TEXT NOT NULL UNIQUE,
+    template                 TEXT NOT NULL,
+    memory_mb                INTEGER NOT NULL,
+    cores                    REAL NOT NULL,
+    latency_critical         INTEGER NOT NULL,   -- 0 or 1
+    mean_requests_per_second INTEGER NOT NULL,
+    dependency_count         INTEGER NOT NULL
+);
+CREATE TABLE service_dependencies (
+    service_id    INTEGER NOT NULL REFERENCES services(service_id),
+    depends_on_id INTEGER NOT NULL REFERENCES services(service_id),
+    PRIMARY KEY (service_id, depends_on_id)
+) WITHOUT ROWID;
+CREATE TABLE regional_latency (
+    source_region TEXT NOT NULL REFERENCES regions(region),
+    target_region TEXT NOT NULL REFERENCES regions(region),
+    date          TEXT NOT NULL,          -- YYYY-MM-DD
+    rtt_ms        REAL NOT NULL,
+    PRIMARY KEY (source_region, target_region, date)
+) WITHOUT ROWID;
+-- Hourly demand: mean requests per second over the hour starting at `timestamp`, in Unix
+-- seconds (UTC); `datetime(timestamp, 'unixepoch')` shows it as text.
+CREATE TABLE traffic_patterns (
+    service_id          INTEGER NOT NULL REFERENCES services(service_id),
+    origin_region       TEXT NOT NULL REFERENCES regions(region),
+    timestamp           INTEGER NOT NULL, -- Unix seconds, UTC
+    requests_per_second INTEGER NOT NULL
+);
+-- Daily placement history with what was observed on each host.
+CREATE TABLE service_placement (
+    date                TEXT NOT NULL,
+    service_id          INTEGER NOT NULL REFERENCES services(service_id),
+    region              TEXT NOT NULL REFERENCES regions(region),
+    instances           INTEGER NOT NULL,
+    requests_per_second REAL NOT NULL,    -- mean routed to this host over the day
+    cpu_utilization     REAL NOT NULL,    -- mean over the day's hours, 0 to 1
+    latency_ms          REAL NOT NULL,    -- traffic-weighted over the day's requests
+    error_rate          REAL NOT NULL,    -- fraction of failed requests
+    PRIMARY KEY (service_id, date, region)
+) WITHOUT ROWID;
+-- Ground truth of the world model: what the simulator uses and telemetry does not show.
+-- Models must not read these tables; the evaluation stages do.
+CREATE TABLE world_services (
+    service_id           INTEGER PRIMARY KEY REFERENCES services(service_id),
+    base_processing_ms   REAL NOT NULL,
+    cpu_ms_per_request   REAL NOT NULL,   -- core-milliseconds
+    call_response_kb     REAL NOT NULL
+);
+CREATE TABLE world_origin_shares (
+    service_id    INTEGER NOT NULL REFERENCES services(service_id),
+    origin_region TEXT NOT NULL REFERENCES regions(region),
+    share         REAL NOT NULL,
+    PRIMARY KEY (service_id, origin_region)
+) WITHOUT ROWID;
+CREATE TABLE world_placement_expected (
+    service_id          INTEGER NOT NULL,
+    date                TEXT NOT NULL,
+    region              TEXT NOT NULL,
+    expected_latency_ms REAL NOT NULL,
+    expected_error_rate REAL NOT NULL,
+    PRIMARY KEY (service_id, date, region)
+) WITHOUT ROWID;
+";
+
+/// Indexes built after the bulk load, for the queries of the later stages.
+const INDEXES: &str = "
+CREATE INDEX service_placement_by_date ON service_placement(date, region);
+";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("`{path}` was written by a newer placewise (schema version {found}; this one reads up to {supported})\nhint: upgrade placewise, or pass another `--db`")]
+    NewerSchema {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
+    #[error("`{path}` is not a placewise database, so it is left untouched\nhint: pass another `--db`, or remove the file yourself")]
+    NotPlacewise { path: PathBuf },
+    #[error("`{path}` does not exist\nhint: run `placewise generate --db {path}` first", path = path.display())]
+    Missing { path: PathBuf },
+    #[error("cannot write a database next to `{path}`\nhint: check that the directory exists and is writable")]
+    Unwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SQLite failed on `{path}`")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("writing was interrupted; `{path}` is unchanged")]
+    Interrupted { path: PathBuf },
+}
+
+/// Record of one command in `runs` and `run_timings`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub command: String,
+    pub seed: u64,
+    pub parameters: serde_json::Value,
+    /// Wall time of each step, in seconds; stored in `run_timings`.
+    pub timings: Vec<(String, f64)>,
+}
+
+/// Row counts of a written database.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct TableCounts {
+    pub services: usize,
+    pub service_dependencies: usize,
+    pub regions: usize,
+    pub regional_latency: usize,
+    pub traffic_patterns: usize,
+    pub service_placement: usize,
+}
+
+impl TableCounts {
+    pub fn total(&self) -> usize {
+        self.services
+            + self.service_dependencies
+            + self.regions
+            + self.regional_latency
+            + self.traffic_patterns
+            + self.service_placement
+    }
+}
+
+/// Checks that `path` may be replaced: it is absent, or a placewise database no newer than
+/// this build.
+pub fn check_replaceable(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let connection = open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    drop(connection);
+    Ok(())
+}
+
+/// Opens an existing placewise database and checks its identity and version.
+pub fn open_existing(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let connection = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    // A file that is not SQLite fails on the first read of the header.
+    let identity = connection.query_row("PRAGMA application_id", [], |row| row.get::<_, i32>(0));
+    let application_id = match identity {
+        Ok(id) => id,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            return Err(StoreError::NotPlacewise {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(sqlite(e)),
+    };
+    if application_id != APPLICATION_ID {
+        return Err(StoreError::NotPlacewise {
+            path: path.to_path_buf(),
+        });
+    }
+    let version: i32 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(connection)
+}
+
+/// Writes `fleet` as a new database at `path`, replacing any earlier one only on success.
+/// The placement history comes from `history`, which is called once the traffic is stored
+/// and returns `None` when interrupted. That lets another thread compute it meanwhile.
+/// `on_rows` receives the count of traffic rows written so far and returns `false` to stop.
+pub fn write_fleet(
+    path: &Path,
+    fleet: &Fleet,
+    history: impl FnOnce() -> Option<Vec<PlacementRecord>>,
+    run: &RunRecord,
+    mut on_rows: impl FnMut(usize) -> bool,
+) -> Result<TableCounts, StoreError> {
+    let started = std::time::Instant::now();
+    check_replaceable(path)?;
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let unwritable = |source| StoreError::Unwritable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let temporary = tempfile::Builder::new()
+        .prefix(".placewise-")
+        .suffix(".db.partial")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(&directory)
+        .map_err(unwritable)?;
+    let sqlite = |source| StoreError::Sqlite {
+        path: temporary.path().to_path_buf(),
+        source,
+    };
+
+    let mut connection = Connection::open(temporary.path()).map_err(sqlite)?;
+    // The file is private until the rename, so durability during the load buys nothing.
+    // Foreign keys hold by construction (a test runs `PRAGMA foreign_key_check`), so
+    // checking them row by row would only slow the load.
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA foreign_keys = OFF;
+             PRAGMA locking_mode = EXCLUSIVE; PRAGMA cache_size = -131072;",
+        )
+        .map_err(sqlite)?;
+    let transaction = connection.transaction().map_err(sqlite)?;
+    transaction.execute_batch(SCHEMA).map_err(sqlite)?;
+    let counts = insert_fleet(&transaction, fleet, history, &mut on_rows).map_err(|e| match e {
+        InsertError::Sqlite(source) => sqlite(source),
+        InsertError::Interrupted => StoreError::Interrupted {
+            path: path.to_path_buf(),
+        },
+    })?;
+    transaction.execute_batch(INDEXES).map_err(sqlite)?;
+    let mut run = run.clone();
+    run.timings
+        .push(("store".to_string(), started.elapsed().as_secs_f64()));
+    record_run(&transaction, &run).map_err(sqlite)?;
+    transaction
+        .execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(sqlite)?;
+    transaction.commit().map_err(sqlite)?;
+    connection.close().map_err(|(_, e)| sqlite(e))?;
+
+    temporary.as_file().sync_all().map_err(unwritable)?;
+    temporary.persist(path).map_err(|e| unwritable(e.error))?;
+    Ok(counts)
+}
+
+enum InsertError {
+    Sqlite(rusqlite::Error),
+    Interrupted,
+}
+
+impl From<rusqlite::Error> for InsertError {
+    fn from(e: rusqlite::Error) -> Self {
+        InsertError::Sqlite(e)
+    }
+}
+
+fn insert_fleet(
+    connection: &Connection,
+    fleet: &Fleet,
+    history: impl FnOnce() -> Option<Vec<PlacementRecord>>,
+    on_rows: &mut impl FnMut(usize) -> bool,
+) -> Result<TableCounts, InsertError> {
+    let set = &fleet.config.regions;
+    let codes = set.codes();
+
+    let mut statement =
+        connection.prepare("INSERT INTO regions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+    for region in &set.regions {
+        statement.execute(params![
+            region.code,
+            region.city,
+            region.country,
+            region.latitude,
+            region.longitude,
+            region.utc_offset_hours,
+            region.usd_per_hour,
+            region.internet_usd_per_gb,
+        ])?;
+    }
+    let mut statement = connection.prepare("INSERT INTO region_pairs VALUES (?1, ?2, ?3, ?4)")?;
+    for (i, source) in codes.iter().enumerate() {
+        for (j, target) in codes.iter().enumerate() {
+            statement.execute(params![source, target, set.rtt(i, j), set.transfer(i, j)])?;
+        }
+    }
+
+    let dependencies = insert_services(connection, fleet)?;
+
+    let mut statement =
+        connection.prepare("INSERT INTO regional_latency VALUES (?1, ?2, ?3, ?4)")?;
+    for day in 0..fleet.config.days {
+        let date = date_string(day);
+        let rtt = fleet.rtt_on(day);
+        for (i, source) in codes.iter().enumerate() {
+            for (j, target) in codes.iter().enumerate() {
+                statement.execute(params![source, target, date, rtt[i * codes.len() + j]])?;
+            }
+        }
+    }
+
+    let traffic_rows = insert_traffic(connection, fleet, on_rows)?;
+    let history = history().ok_or(InsertError::Interrupted)?;
+    let placement_rows = insert_history(connection, fleet, &history)?;
+    Ok(TableCounts {
+        services: fleet.services.len(),
+        service_dependencies: dependencies,
+        regions: codes.len(),
+        regional_latency: fleet.config.days * codes.len() * codes.len(),
+        traffic_patterns: traffic_rows,
+        service_placement: placement_rows,
+    })
+}
+
+fn insert_services(connection: &Connection, fleet: &Fleet) -> Result<usize, rusqlite::Error> {
+    let mut services =
+        connection.prepare("INSERT INTO services VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+    let mut edges = connection.prepare("INSERT INTO service_dependencies VALUES (?1, ?2)")?;
+    let mut world = connection.prepare("INSERT INTO world_services VALUES (?1, ?2, ?3, ?4)")?;
+    let mut shares = connection.prepare("INSERT INTO world_origin_shares VALUES (?1, ?2, ?3)")?;
+    let codes = fleet.config.regions.codes();
+    let mut edge_count = 0;
+    for (id, service) in fleet.services.iter().enumerate() {
+        let spec = &service.spec;
+        services.execute(params![
+            id as i64,
+            service.name,
+            service.template,
+            spec.memory_mb,
+            spec.cores,
+            spec.latency_critical,
+            service.mean_rps,
+            spec.dependencies.len() as i64,
+        ])?;
+        for &dependency in &spec.dependencies {
+            edges.execute(params![id as i64, dependency as i64])?;
+            edge_count += 1;
+        }
+        world.execute(params![
+            id as i64,
+            spec.base_processing_ms,
+            spec.cpu_ms_per_request,
+            spec.call_response_kb,
+        ])?;
+        for (origin, code) in codes.iter().enumerate() {
+            let share = fleet.origin_share[id * codes.len() + origin];
+            shares.execute(params![id as i64, code, share])?;
+        }
+    }
+    Ok(edge_count)
+}
+
+fn insert_traffic(
+    connection: &Connection,
+    fleet: &Fleet,
+    on_rows: &mut impl FnMut(usize) -> bool,
+) -> Result<usize, InsertError> {
+    let codes = fleet.config.regions.codes();
+    let hours = fleet.hours();
+    let start_seconds = START_DAY * 86_400;
+    // One statement inserts a whole batch of rows: executing a statement costs more than
+    // binding, so batching is several times faster than one row per statement.
+    let batch_sql = |rows: usize| {
+        let mut sql = String::from("INSERT INTO traffic_patterns VALUES ");
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(?,?,?,?)" } else { ",(?,?,?,?)" });
+        }
+        sql
+    };
+    let mut batch = connection.prepare(&batch_sql(TRAFFIC_BATCH_ROWS))?;
+    let mut single = connection.prepare(&batch_sql(1))?;
+
+    let total = fleet.traffic.len();
+    let row_at = |index: usize| {
+        let hour = index % hours;
+        let series = index / hours;
+        (
+            series / codes.len(),
+            codes[series % codes.len()],
+            start_seconds + hour as i64 * 3600,
+            fleet.traffic[index],
+        )
+    };
+    let mut written = 0;
+    while written < total {
+        let rows = TRAFFIC_BATCH_ROWS.min(total - written);
+        let statement = if rows == TRAFFIC_BATCH_ROWS {
+            &mut batch
+        } else {
+            &mut single
+        };
+        let rows = if rows == TRAFFIC_BATCH_ROWS { rows } else { 1 };
+        for offset in 0..rows {
+            let (service, code, timestamp, rps) = row_at(written + offset);
+            let first = offset * 4 + 1;
+            statement.raw_bind_parameter(first, service as i64)?;
+            statement.raw_bind_parameter(first + 1, code)?;
+            statement.raw_bind_parameter(first + 2, timestamp)?;
+            statement.raw_bind_parameter(first + 3, rps)?;
+        }
+        statement.raw_execute()?;
+        let before = written;
+        written += rows;
+        if written / PROGRESS_ROWS != before / PROGRESS_ROWS && !on_rows(written) {
+            return Err(InsertError::Interrupted);
+        }
+    }
+    on_rows(written);
+    Ok(written)
+}
+
+fn insert_history(
+    connection: &Connection,
+    fleet: &Fleet,
+    history: &[PlacementRecord],
+) -> Result<usize, rusqlite::Error> {
+    let codes = fleet.config.regions.codes();
+    let mut observed = connection
+        .prepare("INSERT INTO service_placement VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+    let mut expected =
+        connection.prepare("INSERT INTO world_placement_expected VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    let dates: Vec<String> = (0..fleet.config.days).map(date_string).collect();
+    for row in history {
+        let date = &dates[row.day];
+        let region = codes[row.region];
+        observed.execute(params![
+            date,
+            row.service as i64,
+            region,
+            row.instances,
+            row.routed_rps,
+            row.cpu_utilization,
+            row.latency_ms,
+            row.error_rate,
+        ])?;
+        expected.execute(params![
+            row.service as i64,
+            date,
+            region,
+            row.expected_latency_ms,
+            row.expected_error_rate,
+        ])?;
+    }
+    Ok(history.len())
+}
+
+/// Inserts a run and its timings, returning its id.
+pub fn record_run(connection: &Connection, run: &RunRecord) -> Result<i64, rusqlite::Error> {
+    connection.execute(
+        "INSERT INTO runs (command, version, seed, parameters) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            run.command,
+            env!("CARGO_PKG_VERSION"),
+            run.seed as i64,
+            run.parameters.to_string(),
+        ],
+    )?;
+    let run_id = connection.last_insert_rowid();
+    let mut statement = connection.prepare("INSERT INTO run_timings VALUES (?1, ?2, ?3)")?;
+    for (step, seconds) in &run.timings {
+        statement.execute(params![run_id, step, seconds])?;
+    }
+    Ok(run_id)
+}

@@ -57,8 +57,13 @@ pub const MAX_DEPENDENCIES: usize = 5;
 /// chain is longer than `CALL_TIERS - 1` hops, as in a layered microservice fleet (edge,
 /// business logic, data access, storage).
 pub const CALL_TIERS: usize = 3;
-/// Range of the unloaded processing time, in ms, drawn log-uniformly.
-pub const BASE_PROCESSING_MS_RANGE: (f64, f64) = (3.0, 30.0);
+/// Fixed part of the unloaded processing time of a request, in ms.
+pub const PROCESSING_FIXED_MS: f64 = 3.0;
+/// Unloaded processing time per GiB of instance memory, in ms: services that hold more
+/// state do more work per request.
+pub const PROCESSING_MS_PER_GIB: f64 = 5.0;
+/// Factor on the processing time of latency-critical services, which are built for speed.
+pub const CRITICAL_PROCESSING_FACTOR: f64 = 0.6;
 /// Range of the number of instances that would run at 100% CPU under the service's mean
 /// demand, drawn uniformly. It sets the CPU cost of a request.
 pub const FULL_LOAD_INSTANCES_RANGE: (f64, f64) = (1.0, 3.0);
@@ -294,6 +299,17 @@ pub fn generate_telemetry(config: &FleetConfig) -> Result<Fleet, GenerateError> 
     })
 }
 
+/// Unloaded processing time of a request, in ms, from the service's observable shape, so
+/// that a model can predict it for a service it has never seen.
+pub fn base_processing_ms(memory_mb: u32, latency_critical: bool) -> f64 {
+    let base = PROCESSING_FIXED_MS + PROCESSING_MS_PER_GIB * f64::from(memory_mb) / 1024.0;
+    if latency_critical {
+        base * CRITICAL_PROCESSING_FACTOR
+    } else {
+        base
+    }
+}
+
 fn log_uniform(rng: &mut ChaCha8Rng, (low, high): (f64, f64)) -> f64 {
     (low.ln() + rng.random::<f64>() * (high.ln() - low.ln())).exp()
 }
@@ -325,7 +341,7 @@ fn generate_services(config: &FleetConfig) -> Vec<ServiceRecord> {
                 memory_mb,
                 cores,
                 latency_critical,
-                base_processing_ms: log_uniform(&mut rng, BASE_PROCESSING_MS_RANGE),
+                base_processing_ms: base_processing_ms(memory_mb, latency_critical),
                 cpu_ms_per_request: full_load * cores * 1000.0 / f64::from(mean_rps),
                 call_response_kb: log_uniform(&mut rng, CALL_RESPONSE_KB_RANGE),
                 dependencies,

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod commands;
+pub mod features;
 pub mod generate;
 pub mod interrupt;
 pub mod simulate;

@@ -71,14 +71,16 @@ fn main() {
     let mut traffic_rows = 0;
     for repeat in 0..repeats {
         let path = directory.path().join(format!("bench-{repeat}.db"));
-        let summary = write_generated(&config, &path, |_| true).unwrap();
+        let target = placewise::store::Target::acquire(&path).unwrap();
+        let summary = write_generated(&config, &target, "bench", |_| true).unwrap();
+        drop(target);
         generate_seconds.push(summary.generate_seconds);
         store_seconds.push(summary.store_seconds);
         total_seconds.push(summary.generate_seconds + summary.store_seconds);
         rows = summary.counts.total();
         traffic_rows = summary.counts.traffic_patterns;
         // The reference loads the same traffic, drawn again from the same seed.
-        let fleet = generate::generate_telemetry(&config).unwrap();
+        let fleet = generate::generate_telemetry(&config, || true).unwrap();
 
         let reference_path = directory.path().join(format!("reference-{repeat}.db"));
         reference_seconds.push(reference_load(&reference_path, &fleet));

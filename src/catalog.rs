@@ -37,6 +37,8 @@ pub const PRICED_INSTANCE_MEMORY_MB: f64 = 8192.0;
 pub enum CatalogError {
     #[error("unknown region `{code}`\nhint: valid regions are {valid}")]
     UnknownRegion { code: String, valid: String },
+    #[error("`{name}` names a whole selection and cannot be combined with region codes\nhint: pass `{name}` alone, or list the codes")]
+    NamedSelectionInList { name: String },
     #[error("region `{code}` is listed twice in the selection")]
     DuplicateRegion { code: String },
     #[error("the region selection is empty\nhint: pass a comma list such as `us-east-1,eu-west-1`, or `all-priced`")]
@@ -141,12 +143,16 @@ impl Catalog {
         }
         let mut indices = Vec::with_capacity(codes.len());
         for code in codes {
-            let index = self
-                .index_of(code)
-                .ok_or_else(|| CatalogError::UnknownRegion {
-                    code: code.clone(),
-                    valid: self.codes_joined(),
-                })?;
+            let index = self.index_of(code).ok_or_else(|| {
+                if ["default", "all", "all-priced"].contains(&code.as_str()) {
+                    CatalogError::NamedSelectionInList { name: code.clone() }
+                } else {
+                    CatalogError::UnknownRegion {
+                        code: code.clone(),
+                        valid: self.codes_joined(),
+                    }
+                }
+            })?;
             if indices.contains(&index) {
                 return Err(CatalogError::DuplicateRegion { code: code.clone() });
             }

@@ -22,13 +22,15 @@ pub struct Cli {
     )]
     pub db: PathBuf,
 
-    /// Seed of every random draw; the same seed and flags give identical outputs.
+    /// Seed of every random draw, 0 to 2^63 - 1; the same seed and flags give identical
+    /// outputs.
     #[arg(
         long,
         global = true,
         default_value_t = 42,
         value_name = "N",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64)
     )]
     pub seed: u64,
 
@@ -60,7 +62,8 @@ pub struct RegionsArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct GenerateArgs {
-    /// Number of services; names cycle through 25 templates (`auth-service-1`, ...).
+    /// Number of services, 1 to 100000; names cycle through 25 templates
+    /// (`auth-service-1`, ...).
     #[arg(
         long,
         default_value_t = 150,
@@ -69,7 +72,8 @@ pub struct GenerateArgs {
     )]
     pub services: usize,
 
-    /// Days of telemetry, from Monday 2025-01-06 (UTC); 24 hourly traffic rows per day.
+    /// Days of telemetry, 1 to 3660, from Monday 2025-01-06 (UTC); 24 hourly traffic rows
+    /// per day per service and region.
     #[arg(
         long,
         default_value_t = 90,

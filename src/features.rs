@@ -473,7 +473,8 @@ mod tests {
             timings: Vec::new(),
         };
         let history = fleet.history.clone();
-        store::write_fleet(&path, &fleet, || Some(history), &run, |_| true).unwrap();
+        let target = store::Target::acquire(&path).unwrap();
+        store::write_fleet(&target, &fleet, || Some(history), &run, |_| true).unwrap();
         let matrix = latency_matrix(&Connection::open(&path).unwrap()).unwrap();
         (directory, fleet, matrix)
     }

@@ -275,20 +275,24 @@ pub fn generate(
     config: &FleetConfig,
     mut on_day: impl FnMut(usize) -> bool,
 ) -> Result<Fleet, GenerateError> {
-    let mut fleet = generate_telemetry(config)?;
+    let mut fleet = generate_telemetry(config, || true)?;
     fleet.history = generate_history(&fleet, &mut on_day)?;
     Ok(fleet)
 }
 
 /// Generates everything but the placement history (left empty): services, demand shares,
 /// RTT samples and traffic. [`generate_history`] completes it, possibly on another thread
-/// while the telemetry is being stored.
-pub fn generate_telemetry(config: &FleetConfig) -> Result<Fleet, GenerateError> {
+/// while the telemetry is being stored. `keep_going` is polled once per service of the
+/// traffic and may return `false` to stop with [`GenerateError::Interrupted`].
+pub fn generate_telemetry(
+    config: &FleetConfig,
+    keep_going: impl Fn() -> bool,
+) -> Result<Fleet, GenerateError> {
     config.validate()?;
     let services = generate_services(config);
     let origin_share = generate_origin_shares(config);
     let rtt_samples = generate_rtt(config);
-    let traffic = generate_traffic(config, &services, &origin_share);
+    let traffic = generate_traffic(config, &services, &origin_share, keep_going)?;
     Ok(Fleet {
         config: config.clone(),
         services,
@@ -320,6 +324,10 @@ fn generate_services(config: &FleetConfig) -> Vec<ServiceRecord> {
     let tiers: Vec<usize> = (0..count)
         .map(|_| rng.random_range(0..CALL_TIERS))
         .collect();
+    // Callees of a tier-t service: every service of a deeper tier, listed once per tier.
+    let deeper: Vec<Vec<usize>> = (0..CALL_TIERS)
+        .map(|tier| (0..count).filter(|&j| tiers[j] > tier).collect())
+        .collect();
 
     (0..count)
         .map(|i| {
@@ -329,7 +337,7 @@ fn generate_services(config: &FleetConfig) -> Vec<ServiceRecord> {
             let latency_critical = rng.random::<f64>() < CRITICAL_PROBABILITY;
             let mean_rps = rng.random_range(MEAN_RPS_RANGE.0..=MEAN_RPS_RANGE.1);
             let dependency_count = rng.random_range(0..=MAX_DEPENDENCIES);
-            let callees: Vec<usize> = (0..count).filter(|&j| tiers[j] > tiers[i]).collect();
+            let callees = &deeper[tiers[i]];
             let mut dependencies: Vec<usize> = callees
                 .choose_multiple(&mut rng, dependency_count.min(callees.len()))
                 .copied()
@@ -430,7 +438,8 @@ fn generate_traffic(
     config: &FleetConfig,
     services: &[ServiceRecord],
     origin_share: &[f64],
-) -> Vec<u32> {
+    keep_going: impl Fn() -> bool,
+) -> Result<Vec<u32>, GenerateError> {
     let mut rng = rng_for(config.seed, Stream::Traffic);
     let noise = LogNormal::new(-TRAFFIC_LOG_SD * TRAFFIC_LOG_SD / 2.0, TRAFFIC_LOG_SD)
         .expect("positive sigma");
@@ -454,6 +463,9 @@ fn generate_traffic(
 
     let mut traffic = Vec::with_capacity(config.traffic_rows());
     for (service, record) in services.iter().enumerate() {
+        if !keep_going() {
+            return Err(GenerateError::Interrupted);
+        }
         for (origin, profile) in profiles.iter().enumerate() {
             let level = f64::from(record.mean_rps) * origin_share[service * regions + origin];
             for factor in profile {
@@ -462,7 +474,7 @@ fn generate_traffic(
             }
         }
     }
-    traffic
+    Ok(traffic)
 }
 
 /// Draws each day's placement by the original study's rules: latency-critical services in

@@ -1,17 +1,35 @@
-//! Ctrl-C handling: the first interrupt sets a flag that long loops poll, so that they stop
-//! cleanly and leave no half-written output; a second one exits at once.
+//! Signal handling: the first Ctrl-C (or SIGTERM, SIGHUP) sets a flag that long loops poll,
+//! so that they stop cleanly and leave no half-written output. A second one exits at once,
+//! removing the partial file of a write in progress, unless the write is already being
+//! renamed into place, in which case the rename finishes first.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static COMMITTING: AtomicBool = AtomicBool::new(false);
+static PARTIAL: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Installs the handler. Call once, from `main`.
 pub fn install() {
     let result = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            std::process::exit(crate::commands::EXIT_INTERRUPTED);
+        if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "interrupted: stopping after the current step (press Ctrl-C again to exit now)"
+            );
+            return;
         }
-        eprintln!("interrupted: stopping after the current step (press Ctrl-C again to exit now)");
+        if COMMITTING.load(Ordering::SeqCst) {
+            eprintln!(
+                "interrupted: the database is being renamed into place; finishing that first"
+            );
+            return;
+        }
+        if let Some(partial) = PARTIAL.lock().ok().and_then(|guard| guard.clone()) {
+            let _ = std::fs::remove_file(partial);
+        }
+        std::process::exit(crate::commands::EXIT_INTERRUPTED);
     });
     if let Err(error) = result {
         tracing::warn!(%error, "cannot install the Ctrl-C handler; Ctrl-C will exit at once");
@@ -21,4 +39,28 @@ pub fn install() {
 /// Returns whether an interrupt has arrived.
 pub fn requested() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Records the partial file that a second Ctrl-C should remove, or clears it.
+pub fn set_partial(path: Option<PathBuf>) {
+    if let Ok(mut guard) = PARTIAL.lock() {
+        *guard = path;
+    }
+}
+
+/// Marks the start of the rename that publishes a write. Returns `false`, and marks
+/// nothing, when an interrupt has already arrived, so the caller abandons the write.
+pub fn begin_commit() -> bool {
+    COMMITTING.store(true, Ordering::SeqCst);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        COMMITTING.store(false, Ordering::SeqCst);
+        return false;
+    }
+    true
+}
+
+/// Marks the end of the rename begun by [`begin_commit`].
+pub fn end_commit() {
+    COMMITTING.store(false, Ordering::SeqCst);
+    set_partial(None);
 }

@@ -27,11 +27,39 @@ fn main() {
         Command::Run(args) => commands::run::run(&cli, args),
     };
     if let Err(error) = result {
-        eprintln!("error: {error}");
-        for cause in error.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+        if commands::is_broken_pipe(&error) {
+            return;
         }
+        report(&error);
         std::process::exit(commands::exit_code(&error));
+    }
+}
+
+/// Prints an error chain to stderr, one cause a line, with every `hint:` line gathered at
+/// the end so that the fix is the last thing read.
+fn report(error: &anyhow::Error) {
+    let mut hints = Vec::new();
+    for (depth, cause) in error.chain().enumerate() {
+        let text = cause.to_string();
+        let mut lines = text.lines().filter(|line| {
+            let is_hint = line.starts_with("hint:");
+            if is_hint {
+                hints.push(line.to_string());
+            }
+            !is_hint
+        });
+        let first = lines.next().unwrap_or_default();
+        if depth == 0 {
+            eprintln!("error: {first}");
+        } else {
+            eprintln!("  caused by: {first}");
+        }
+        for line in lines {
+            eprintln!("  {line}");
+        }
+    }
+    for hint in hints {
+        eprintln!("{hint}");
     }
 }
 

@@ -156,6 +156,16 @@ pub enum StoreError {
     },
     #[error("writing was interrupted; `{path}` is unchanged")]
     Interrupted { path: PathBuf },
+    #[error("`{path}` is a directory\nhint: pass a file path such as `{path}/placewise.db`", path = path.display())]
+    IsDirectory { path: PathBuf },
+    #[error("`{path}` exists but is not a regular file, so it is left untouched\nhint: pass the path of a database file")]
+    NotRegularFile { path: PathBuf },
+    #[error(
+        "the directory of `{path}` does not exist\nhint: create it first, or pass another `--db`"
+    )]
+    MissingDirectory { path: PathBuf },
+    #[error("`{path}` is in use by another process (another `placewise generate`, or a program with the database open)\nhint: wait for it to finish, or pass another `--db`")]
+    InUse { path: PathBuf },
 }
 
 /// Record of one command in `runs` and `run_timings`.
@@ -199,6 +209,124 @@ pub fn check_replaceable(path: &Path) -> Result<(), StoreError> {
     let connection = open_existing(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     drop(connection);
     Ok(())
+}
+
+/// The database file that a write replaces: resolved through a symbolic link, checked, and
+/// locked against other placewise writers for as long as this value lives.
+#[derive(Debug)]
+pub struct Target {
+    /// The path the user gave, for messages.
+    pub path: PathBuf,
+    /// The file actually replaced: `path`, or the file a symbolic link points to.
+    resolved: PathBuf,
+    directory: PathBuf,
+    /// Permissions of the file replaced, given to the new one.
+    permissions: Option<std::fs::Permissions>,
+    /// Held open with an exclusive lock; the lock ends when the file is closed.
+    _lock: std::fs::File,
+}
+
+impl Target {
+    /// Resolves and checks `path` and takes the writer's lock. The lock is a file
+    /// `.<name>.lock` beside the database, left in place after the write.
+    pub fn acquire(path: &Path) -> Result<Target, StoreError> {
+        let resolved = if path.is_symlink() {
+            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+        } else {
+            path.to_path_buf()
+        };
+        if resolved.is_dir() {
+            return Err(StoreError::IsDirectory {
+                path: path.to_path_buf(),
+            });
+        }
+        let existing = std::fs::metadata(&resolved).ok();
+        if existing.as_ref().is_some_and(|m| !m.is_file()) {
+            return Err(StoreError::NotRegularFile {
+                path: path.to_path_buf(),
+            });
+        }
+        let directory = match resolved.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !directory.is_dir() {
+            return Err(StoreError::MissingDirectory {
+                path: path.to_path_buf(),
+            });
+        }
+        let name = resolved
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lock_path = directory.join(format!(".{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Unwritable {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::InUse {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Unwritable {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        check_replaceable(&resolved)?;
+        Ok(Target {
+            path: path.to_path_buf(),
+            resolved,
+            directory,
+            permissions: existing.map(|m| m.permissions()),
+            _lock: lock,
+        })
+    }
+
+    /// Checks again, just before the rename, that the file may be replaced, and folds any
+    /// write-ahead log or hot journal of the old database back into it. A leftover `-wal`
+    /// beside the new file would otherwise be replayed into it and corrupt it.
+    fn settle(&self) -> Result<(), StoreError> {
+        check_replaceable(&self.resolved)?;
+        let sidecars = ["-wal", "-shm", "-journal"].map(|suffix| {
+            let mut name = self.resolved.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        });
+        if !sidecars.iter().any(|p| p.exists()) {
+            return Ok(());
+        }
+        if self.resolved.exists() {
+            let busy = |_| StoreError::InUse {
+                path: self.path.clone(),
+            };
+            // Opening read-write recovers a hot journal; leaving WAL mode checkpoints the
+            // log and deletes it, and fails while another connection has the file open.
+            let connection = Connection::open(&self.resolved).map_err(busy)?;
+            connection
+                .query_row("PRAGMA journal_mode = DELETE", [], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(busy)?;
+            connection.close().map_err(|(_, e)| busy(e))?;
+        }
+        if sidecars.iter().any(|p| p.exists()) {
+            return Err(StoreError::InUse {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Opens an existing placewise database and checks its identity and version.
@@ -249,28 +377,28 @@ pub fn open_existing(path: &Path, flags: OpenFlags) -> Result<Connection, StoreE
 /// and returns `None` when interrupted. That lets another thread compute it meanwhile.
 /// `on_rows` receives the count of traffic rows written so far and returns `false` to stop.
 pub fn write_fleet(
-    path: &Path,
+    target: &Target,
     fleet: &Fleet,
     history: impl FnOnce() -> Option<Vec<PlacementRecord>>,
     run: &RunRecord,
     mut on_rows: impl FnMut(usize) -> bool,
 ) -> Result<TableCounts, StoreError> {
     let started = std::time::Instant::now();
-    check_replaceable(path)?;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let path = &target.path;
     let unwritable = |source| StoreError::Unwritable {
         path: path.to_path_buf(),
         source,
+    };
+    let interrupted = || StoreError::Interrupted {
+        path: path.to_path_buf(),
     };
     let temporary = tempfile::Builder::new()
         .prefix(".placewise-")
         .suffix(".db.partial")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(&directory)
+        .tempfile_in(&target.directory)
         .map_err(unwritable)?;
+    crate::interrupt::set_partial(Some(temporary.path().to_path_buf()));
     let sqlite = |source| StoreError::Sqlite {
         path: temporary.path().to_path_buf(),
         source,
@@ -290,9 +418,7 @@ pub fn write_fleet(
     transaction.execute_batch(SCHEMA).map_err(sqlite)?;
     let counts = insert_fleet(&transaction, fleet, history, &mut on_rows).map_err(|e| match e {
         InsertError::Sqlite(source) => sqlite(source),
-        InsertError::Interrupted => StoreError::Interrupted {
-            path: path.to_path_buf(),
-        },
+        InsertError::Interrupted => interrupted(),
     })?;
     transaction.execute_batch(INDEXES).map_err(sqlite)?;
     let mut run = run.clone();
@@ -306,9 +432,21 @@ pub fn write_fleet(
         .map_err(sqlite)?;
     transaction.commit().map_err(sqlite)?;
     connection.close().map_err(|(_, e)| sqlite(e))?;
+    if !on_rows(counts.traffic_patterns) {
+        return Err(interrupted());
+    }
 
     temporary.as_file().sync_all().map_err(unwritable)?;
-    temporary.persist(path).map_err(|e| unwritable(e.error))?;
+    if let Some(permissions) = &target.permissions {
+        std::fs::set_permissions(temporary.path(), permissions.clone()).map_err(unwritable)?;
+    }
+    target.settle()?;
+    if !crate::interrupt::begin_commit() {
+        return Err(interrupted());
+    }
+    let persisted = temporary.persist(&target.resolved);
+    crate::interrupt::end_commit();
+    persisted.map_err(|e| unwritable(e.error))?;
     Ok(counts)
 }
 

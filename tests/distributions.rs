@@ -11,15 +11,15 @@ use std::sync::OnceLock;
 use placewise::generate::{BUSINESS_HOURS_FACTOR, NIGHT_FACTOR, WEEKEND_FACTOR};
 use rusqlite::Connection;
 
-/// One default fleet for every test of this file.
+/// One default fleet for every test of this file, written under cargo's directory for
+/// test files (statics are never dropped, so a temporary directory would be left behind).
 fn database() -> Connection {
-    static PATH: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = PATH.get_or_init(|| {
-        let directory = tempfile::tempdir().unwrap();
-        let path = common::generate(directory.path(), "fleet.db", &[]);
-        (directory, path)
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let directory = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        common::generate(&directory, "distributions-fleet.db", &[])
     });
-    Connection::open(path).unwrap()
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
 }
 
 fn scalar(connection: &Connection, sql: &str) -> f64 {

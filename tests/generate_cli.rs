@@ -151,7 +151,7 @@ fn zero_and_negative_sizes_are_rejected() {
 }
 
 #[test]
-fn unwritable_path_fails_cleanly() {
+fn missing_directory_is_rejected_before_work() {
     let output = placewise(&[
         "--db",
         "/nonexistent/directory/fleet.db",
@@ -159,13 +159,162 @@ fn unwritable_path_fails_cleanly() {
         "--days",
         "1",
     ]);
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(message.contains("hint:"), "{message}");
+}
+
+#[test]
+fn directory_as_database_is_rejected() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = placewise(&["--db", directory.path().to_str().unwrap(), "generate"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("is a directory"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn unwritable_directory_fails_cleanly() {
+    // /proc exists, but no file can be created in it, even by root.
+    let output = placewise(&["--db", "/proc/placewise-test.db", "generate", "--days", "1"]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
     assert!(
         message.contains("cannot write a database next to"),
         "{message}"
     );
-    assert!(message.contains("hint:"), "{message}");
+    assert!(
+        message
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("hint:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn symlink_target_is_replaced_and_link_kept() {
+    let directory = tempfile::tempdir().unwrap();
+    let real = generate(
+        directory.path(),
+        "real.db",
+        &["--services", "25", "--days", "1"],
+    );
+    let link = directory.path().join("link.db");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    std::fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    generate(
+        directory.path(),
+        "link.db",
+        &["--services", "30", "--days", "1"],
+    );
+    assert!(link.is_symlink());
+    assert_eq!(count(&real, "services"), 30);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&real).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn leftover_write_ahead_log_is_folded_in_first() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "25", "--days", "1"],
+    );
+    // A writer that dies with its write-ahead log not yet checkpointed.
+    let crash = format!(
+        "import sqlite3, os\nc = sqlite3.connect({path:?}, isolation_level=None)\n\
+         c.execute('pragma journal_mode=wal'); c.execute('pragma wal_autocheckpoint=0')\n\
+         c.execute('update services set template = template')\nos.kill(os.getpid(), 9)\n",
+        path = path.to_str().unwrap()
+    );
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&crash)
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    assert!(Path::new(&wal).exists());
+
+    generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "30", "--days", "1"],
+    );
+    let check = std::process::Command::new("sqlite3")
+        .arg(&path)
+        .arg("PRAGMA integrity_check;")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "ok");
+    assert_eq!(count(&path, "services"), 30);
+    assert!(!Path::new(&wal).exists());
+}
+
+#[test]
+fn database_open_elsewhere_is_not_replaced() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "25", "--days", "1"],
+    );
+    let holder = Connection::open(&path).unwrap();
+    holder
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; UPDATE services SET template = template;")
+        .unwrap();
+    let output = placewise(&["--db", path.to_str().unwrap(), "generate", "--days", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("in use by another process"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(count(&path, "services"), 25);
+    drop(holder);
+}
+
+#[test]
+fn concurrent_generate_is_rejected() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("fleet.db");
+    let mut first = common::binary()
+        .args([
+            "--db",
+            path.to_str().unwrap(),
+            "generate",
+            "--services",
+            "600",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The partial file appears only once the first run holds the lock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while partial_files(directory.path()) == 0 {
+        assert!(Instant::now() < deadline, "no partial file appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = placewise(&["--db", path.to_str().unwrap(), "generate", "--days", "1"]);
+    assert!(first.wait().unwrap().success());
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("in use by another process"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(count(&path, "services"), 600);
 }
 
 #[test]
@@ -317,4 +466,20 @@ fn regions_table_marks_unpriced_regions() {
     let line = table.lines().find(|l| l.starts_with("sa-east-1")).unwrap();
     assert!(line.contains(" - "), "{line}");
     assert!(table.contains("median RTT in ms"));
+}
+
+#[test]
+fn terminated_generate_keeps_previous_database() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "25", "--days", "2"],
+    );
+    let before = sqlite_dump(&path);
+
+    let status = interrupt_generate(&path, "-TERM");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(sqlite_dump(&path), before);
+    assert_eq!(partial_files(directory.path()), 0);
 }

@@ -1,6 +1,5 @@
 //! `placewise generate`: draws the synthetic fleet and stores it, replacing the database.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -9,7 +8,7 @@ use tracing::{debug, info};
 
 use crate::catalog::Catalog;
 use crate::cli::{Cli, GenerateArgs};
-use crate::commands::progress_bar;
+use crate::commands::{progress_bar, write_stdout};
 use crate::generate::{self, FleetConfig};
 use crate::interrupt;
 use crate::store::{self, RunRecord, TableCounts};
@@ -30,13 +29,18 @@ impl GenerateSummary {
 
 /// Generates and stores the fleet, printing the summary table on stdout.
 pub fn run(cli: &Cli, args: &GenerateArgs) -> Result<GenerateSummary> {
-    let summary = generate_and_store(cli, args)?;
-    print!("{}", summary_table(cli, &summary));
+    let summary = generate_and_store(cli, args, "generate")?;
+    write_stdout(&summary_table(cli, &summary))?;
     Ok(summary)
 }
 
 /// Generates and stores the fleet without printing; `run` and the pipeline share it.
-pub fn generate_and_store(cli: &Cli, args: &GenerateArgs) -> Result<GenerateSummary> {
+/// `command` is the name recorded in `runs`.
+pub fn generate_and_store(
+    cli: &Cli,
+    args: &GenerateArgs,
+    command: &str,
+) -> Result<GenerateSummary> {
     let regions = Catalog::embedded().select(&args.regions)?;
     let config = FleetConfig {
         services: args.services,
@@ -45,8 +49,9 @@ pub fn generate_and_store(cli: &Cli, args: &GenerateArgs) -> Result<GenerateSumm
         seed: cli.seed,
     };
     config.validate()?;
-    // Reject a foreign or newer database before spending time on the fleet.
-    store::check_replaceable(&cli.db)?;
+    // Reject a foreign or newer database, or a missing directory, before spending time on
+    // the fleet, and keep other writers out until the new database is in place.
+    let target = store::Target::acquire(&cli.db)?;
     info!(
         services = config.services,
         days = config.days,
@@ -55,13 +60,16 @@ pub fn generate_and_store(cli: &Cli, args: &GenerateArgs) -> Result<GenerateSumm
         "generating fleet"
     );
     let bar = progress_bar(config.traffic_rows() as u64, "storing rows");
-    let summary = write_generated(&config, &cli.db, |rows| {
+    let summary = write_generated(&config, &target, command, |rows| {
         bar.set_position(rows as u64);
         !interrupt::requested()
     });
     bar.finish_and_clear();
     let summary =
         summary.with_context(|| format!("cannot store the fleet in `{}`", cli.db.display()))?;
+    if interrupt::requested() {
+        info!("interrupted after the new database was complete; it is in place");
+    }
     info!(
         path = %cli.db.display(),
         placement_rows = summary.counts.service_placement,
@@ -77,16 +85,17 @@ pub fn generate_and_store(cli: &Cli, args: &GenerateArgs) -> Result<GenerateSumm
 /// [`store::write_fleet`].
 pub fn write_generated(
     config: &FleetConfig,
-    path: &Path,
+    target: &store::Target,
+    command: &str,
     on_rows: impl FnMut(usize) -> bool,
 ) -> Result<GenerateSummary> {
     let started = Instant::now();
-    let fleet = generate::generate_telemetry(config)?;
+    let fleet = generate::generate_telemetry(config, || !interrupt::requested())?;
     let generate_seconds = started.elapsed().as_secs_f64();
     debug!(seconds = generate_seconds, "telemetry generated");
 
     let run = RunRecord {
-        command: "generate".to_string(),
+        command: command.to_string(),
         seed: config.seed,
         parameters: serde_json::json!({
             "services": config.services,
@@ -107,7 +116,7 @@ pub fn write_generated(
             history.ok()
         });
         let join_history = || history.join().expect("the history thread does not panic");
-        store::write_fleet(path, &fleet, join_history, &run, on_rows)
+        store::write_fleet(target, &fleet, join_history, &run, on_rows)
     })?;
     Ok(GenerateSummary {
         counts,

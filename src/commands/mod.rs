@@ -34,12 +34,35 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
                 StoreError::Interrupted { .. } => EXIT_INTERRUPTED,
                 StoreError::NewerSchema { .. }
                 | StoreError::NotPlacewise { .. }
-                | StoreError::Missing { .. } => EXIT_INVALID_INPUT,
-                StoreError::Unwritable { .. } | StoreError::Sqlite { .. } => EXIT_FAILURE,
+                | StoreError::Missing { .. }
+                | StoreError::IsDirectory { .. }
+                | StoreError::NotRegularFile { .. }
+                | StoreError::MissingDirectory { .. } => EXIT_INVALID_INPUT,
+                StoreError::Unwritable { .. }
+                | StoreError::Sqlite { .. }
+                | StoreError::InUse { .. } => EXIT_FAILURE,
             };
         }
     }
     EXIT_FAILURE
+}
+
+/// Writes command output to stdout. A closed pipe (`placewise regions | head`) surfaces as
+/// an `io::Error` of kind `BrokenPipe`, which `main` treats as a normal end.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// Returns whether the error is a closed stdout pipe.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, Region, RegionSet};
 use crate::cli::RegionsArgs;
+use crate::commands::write_stdout;
 
 /// Largest selection for which the table also prints the RTT matrix.
 const MAX_MATRIX_REGIONS: usize = 8;
@@ -22,9 +23,11 @@ struct RegionEntry<'a> {
 pub fn run(args: &RegionsArgs) -> Result<()> {
     let set = Catalog::embedded().select(&args.regions)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries(&set))?);
+        let mut json = serde_json::to_string_pretty(&entries(&set))?;
+        json.push('\n');
+        write_stdout(&json)?;
     } else {
-        print!("{}", table(&set));
+        write_stdout(&table(&set))?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 /// Recommends where each service should run across cloud regions, and with how many
 /// replicas, so that users see less latency and the fleet costs less.
 ///
-/// Every command reads and writes one SQLite database (`--db`). Exit codes: 0 success,
+/// Every stage reads and writes one SQLite database (`--db`). Exit codes: 0 success,
 /// 1 failure (I/O, SQLite), 2 invalid command line, 3 invalid input (unknown region, bad
 /// size, unreadable or newer database), 130 interrupted.
 #[derive(Debug, Parser)]

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 /// Names of the latency model's features, in column order.
-pub const FEATURE_NAMES: [&str; 18] = [
+pub const FEATURE_NAMES: [&str; 20] = [
     "memory_mb",
     "cores",
     "latency_critical",
@@ -29,7 +29,9 @@ pub const FEATURE_NAMES: [&str; 18] = [
     "instances",
     "routed_requests_per_second",
     "cpu_utilization",
+    "peak_cpu_utilization",
     "requests_per_core",
+    "queueing_stretch",
     "routed_user_rtt_ms",
     "dependency_max_rtt_ms",
     "dependency_mean_rtt_ms",
@@ -98,6 +100,9 @@ struct Placement {
     utilization: f64,
     latency_ms: f64,
     oracle_ms: f64,
+    peak_utilization: f64,
+    /// Days since 1970-01-01 of `date`.
+    day: i64,
 }
 
 /// Request statistics of one (service, origin region).
@@ -117,6 +122,8 @@ struct Inputs {
     avg_outbound_rtt: Vec<f64>,
     /// Daily mean demand per (service, origin, date).
     daily_demand: HashMap<(i64, usize, String), f64>,
+    /// Hourly demand per (service, origin, day since 1970-01-01), in requests per second.
+    hourly_demand: HashMap<(i64, usize, i64), [f64; 24]>,
     /// Daily RTT matrix per date, row-major.
     daily_rtt: HashMap<String, Vec<f64>>,
     placements: Vec<Placement>,
@@ -230,6 +237,27 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
         })
         .collect();
 
+    let mut hourly_demand: HashMap<(i64, usize, i64), [f64; 24]> = HashMap::new();
+    let mut statement = connection.prepare(
+        "SELECT service_id, origin_region, timestamp, requests_per_second FROM traffic_patterns",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut last_origin = (String::new(), None);
+    while let Some(row) = rows.next()? {
+        let origin = row.get_ref(1)?.as_str().unwrap_or_default();
+        if origin != last_origin.0 {
+            last_origin = (origin.to_string(), index_of(origin));
+        }
+        let Some(origin) = last_origin.1 else {
+            continue;
+        };
+        let timestamp: i64 = row.get(2)?;
+        let hours = hourly_demand
+            .entry((row.get(0)?, origin, timestamp.div_euclid(86_400)))
+            .or_insert([0.0; 24]);
+        hours[(timestamp.rem_euclid(86_400) / 3600) as usize] = row.get(3)?;
+    }
+
     let mut daily_rtt: HashMap<String, Vec<f64>> = HashMap::new();
     let mut statement = connection
         .prepare("SELECT date, source_region, target_region, rtt_ms FROM regional_latency")?;
@@ -247,7 +275,8 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
     let mut placements = Vec::new();
     let mut statement = connection.prepare(
         "SELECT p.service_id, p.date, p.region, p.instances, p.requests_per_second,
-                p.cpu_utilization, p.latency_ms, e.expected_latency_ms
+                p.cpu_utilization, p.latency_ms, e.expected_latency_ms, p.peak_cpu_utilization,
+                CAST(strftime('%s', p.date) AS INTEGER) / 86400
          FROM service_placement p
          LEFT JOIN world_placement_expected e USING (service_id, date, region)
          ORDER BY p.service_id, p.date, p.region",
@@ -267,6 +296,8 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
             utilization: row.get(5)?,
             latency_ms: row.get(6)?,
             oracle_ms: row.get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
+            peak_utilization: row.get(8)?,
+            day: row.get(9)?,
         });
     }
 
@@ -276,6 +307,7 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
         request_stats,
         avg_outbound_rtt,
         daily_demand,
+        hourly_demand,
         daily_rtt,
         placements,
     })
@@ -296,12 +328,20 @@ fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
 
     // First pass: the RTT of the users each host serves, needed by callers in the second.
     let mut user_rtt = vec![0.0; inputs.placements.len()];
+    let mut stretch = vec![1.0; inputs.placements.len()];
     for ((service_id, date), indices) in &hosts {
         let rtt = day_rtt(inputs, *service_id, date, &inputs.placements[indices[0]])?;
+        let day = inputs.placements[indices[0]].day;
         let mut weighted = vec![0.0; indices.len()];
         let mut weights = vec![0.0; indices.len()];
+        let mut routed_hours = vec![[0.0; 24]; indices.len()];
         for origin in 0..n {
             let nearest = nearest_host(inputs, indices, rtt, origin);
+            if let Some(hours) = inputs.hourly_demand.get(&(*service_id, origin, day)) {
+                for (routed, demand) in routed_hours[nearest].iter_mut().zip(hours) {
+                    *routed += demand;
+                }
+            }
             let demand = inputs
                 .daily_demand
                 .get(&(*service_id, origin, date.clone()))
@@ -312,6 +352,8 @@ fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
             weights[nearest] += demand;
         }
         for (k, &index) in indices.iter().enumerate() {
+            stretch[index] =
+                queueing_stretch(inputs.placements[index].utilization, &routed_hours[k]);
             user_rtt[index] = if weights[k] > 0.0 {
                 weighted[k] / weights[k]
             } else {
@@ -349,7 +391,9 @@ fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
             placement.instances,
             placement.rps,
             placement.utilization,
+            placement.peak_utilization,
             placement.rps / (placement.instances * service.cores),
+            stretch[index],
             user_rtt[index],
             calls.max_rtt,
             calls.mean_rtt,
@@ -371,6 +415,27 @@ fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
             .map(|p| inputs.regions[p.region].clone())
             .collect(),
     })
+}
+
+/// Estimates the traffic-weighted processor-sharing stretch `1 / (1 - rho)` over a day from
+/// the day's mean utilization and the hourly requests routed to the host, assuming
+/// utilization follows the routed requests hour by hour. Hourly utilization is not in the
+/// telemetry, but hourly requests are.
+fn queueing_stretch(mean_utilization: f64, routed_hours: &[f64; 24]) -> f64 {
+    let total: f64 = routed_hours.iter().sum();
+    let cap = crate::simulate::UTILIZATION_CAP;
+    if total <= 0.0 {
+        return 1.0 / (1.0 - mean_utilization.min(cap));
+    }
+    let mean = total / 24.0;
+    let weighted: f64 = routed_hours
+        .iter()
+        .map(|&requests| {
+            let utilization = mean_utilization * requests / mean;
+            requests / (1.0 - utilization.min(cap))
+        })
+        .sum();
+    weighted / total
 }
 
 fn day_rtt<'a>(

@@ -152,6 +152,8 @@ pub struct PlacementRecord {
     pub routed_rps: f64,
     /// Mean observed CPU utilization over the day (a host cannot show more than 1).
     pub cpu_utilization: f64,
+    /// Highest hourly CPU utilization of the day, capped at 1 like the mean.
+    pub peak_cpu_utilization: f64,
     /// Observed latency, traffic-weighted over the day's routed requests, in ms.
     pub latency_ms: f64,
     /// Observed fraction of failed requests.
@@ -541,6 +543,7 @@ pub fn generate_history(
                     instances: host.instances,
                     routed_rps: totals.requests / 24.0,
                     cpu_utilization: totals.utilization / 24.0,
+                    peak_cpu_utilization: totals.peak_utilization,
                     latency_ms: expected_latency_ms * latency_noise.sample(&mut observation_rng),
                     error_rate: (expected_error_rate * error_noise.sample(&mut observation_rng))
                         .min(1.0),
@@ -614,6 +617,8 @@ struct HostDay {
     weighted_errors: f64,
     /// Sum of hourly observed utilization (capped at 1).
     utilization: f64,
+    /// Highest hourly observed utilization (capped at 1).
+    peak_utilization: f64,
     /// Sums of the unweighted hourly processing time and error rate, for hosts that
     /// received no traffic all day.
     processing_ms: f64,
@@ -663,7 +668,9 @@ fn observe_day(fleet: &Fleet, world: &World, placement: &Placement, day: usize) 
                 let cell = service * regions + host.region;
                 let total = &mut totals[cell];
                 total.requests += evaluation.routed_rps[cell];
-                total.utilization += evaluation.utilization[cell].min(1.0);
+                let observed = evaluation.utilization[cell].min(1.0);
+                total.utilization += observed;
+                total.peak_utilization = total.peak_utilization.max(observed);
                 total.processing_ms += evaluation.processing_ms[cell];
                 total.host_errors += evaluation.host_error_rate[cell];
             }

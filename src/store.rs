@@ -96,6 +96,7 @@ CREATE TABLE service_placement (
     instances           INTEGER NOT NULL,
     requests_per_second REAL NOT NULL,    -- mean routed to this host over the day
     cpu_utilization     REAL NOT NULL,    -- mean over the day's hours, 0 to 1
+    peak_cpu_utilization REAL NOT NULL,   -- highest hour of the day, 0 to 1
     latency_ms          REAL NOT NULL,    -- traffic-weighted over the day's requests
     error_rate          REAL NOT NULL,    -- fraction of failed requests
     PRIMARY KEY (service_id, date, region)
@@ -622,7 +623,7 @@ fn insert_history(
 ) -> Result<usize, rusqlite::Error> {
     let codes = fleet.config.regions.codes();
     let mut observed = connection
-        .prepare("INSERT INTO service_placement VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+        .prepare("INSERT INTO service_placement VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
     let mut expected =
         connection.prepare("INSERT INTO world_placement_expected VALUES (?1, ?2, ?3, ?4, ?5)")?;
     let dates: Vec<String> = (0..fleet.config.days).map(date_string).collect();
@@ -636,6 +637,7 @@ fn insert_history(
             row.instances,
             row.routed_rps,
             row.cpu_utilization,
+            row.peak_cpu_utilization,
             row.latency_ms,
             row.error_rate,
         ])?;

@@ -177,7 +177,8 @@ fn placement_history_follows_study_rules() {
         "SELECT COUNT(*) FROM service_placement WHERE
             instances NOT BETWEEN 1 AND 5 OR latency_ms <= 0
             OR error_rate < 0 OR error_rate > 1
-            OR cpu_utilization < 0 OR cpu_utilization > 1 OR requests_per_second < 0",
+            OR cpu_utilization < 0 OR cpu_utilization > 1 OR requests_per_second < 0
+            OR peak_cpu_utilization < cpu_utilization - 1e-12 OR peak_cpu_utilization > 1",
     );
     assert_eq!(bad_values, 0.0);
 }

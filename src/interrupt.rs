@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static COMMITTING: AtomicBool = AtomicBool::new(false);
+static PUBLISHED: AtomicBool = AtomicBool::new(false);
 static PARTIAL: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Installs the handler. Call once, from `main`.
@@ -59,8 +60,12 @@ pub fn begin_commit() -> bool {
     true
 }
 
-/// Marks the end of the rename begun by [`begin_commit`].
-pub fn end_commit() {
+/// Marks the end of the rename begun by [`begin_commit`]. `published` tells whether the
+/// new file is in place, after which no interrupt exits with a failure code.
+pub fn end_commit(published: bool) {
+    if published {
+        PUBLISHED.store(true, Ordering::SeqCst);
+    }
     COMMITTING.store(false, Ordering::SeqCst);
     set_partial(None);
 }

@@ -232,7 +232,7 @@ impl Target {
     /// `.<name>.lock` beside the database, left in place after the write.
     pub fn acquire(path: &Path) -> Result<Target, StoreError> {
         let resolved = if path.is_symlink() {
-            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+            resolve_link(path)
         } else {
             path.to_path_buf()
         };
@@ -284,6 +284,7 @@ impl Target {
                 })
             }
         }
+        fold_sidecars(path, &resolved)?;
         check_replaceable(&resolved)?;
         Ok(Target {
             path: path.to_path_buf(),
@@ -294,40 +295,72 @@ impl Target {
         })
     }
 
-    /// Checks again, just before the rename, that the file may be replaced, and folds any
-    /// write-ahead log or hot journal of the old database back into it. A leftover `-wal`
-    /// beside the new file would otherwise be replayed into it and corrupt it.
-    fn settle(&self) -> Result<(), StoreError> {
+    /// Checks again, just before the rename, that the file may be replaced, and takes an
+    /// exclusive SQLite lock on it. The returned connection holds the lock until dropped,
+    /// so no program starts reading the old file between the check and the rename.
+    fn settle(&self) -> Result<Option<Connection>, StoreError> {
+        fold_sidecars(&self.path, &self.resolved)?;
         check_replaceable(&self.resolved)?;
-        let sidecars = ["-wal", "-shm", "-journal"].map(|suffix| {
-            let mut name = self.resolved.clone().into_os_string();
-            name.push(suffix);
-            PathBuf::from(name)
-        });
-        if !sidecars.iter().any(|p| p.exists()) {
-            return Ok(());
+        if !self.resolved.exists() {
+            return Ok(None);
         }
-        if self.resolved.exists() {
-            let busy = |_| StoreError::InUse {
-                path: self.path.clone(),
-            };
-            // Opening read-write recovers a hot journal; leaving WAL mode checkpoints the
-            // log and deletes it, and fails while another connection has the file open.
-            let connection = Connection::open(&self.resolved).map_err(busy)?;
-            connection
-                .query_row("PRAGMA journal_mode = DELETE", [], |row| {
-                    row.get::<_, String>(0)
-                })
-                .map_err(busy)?;
-            connection.close().map_err(|(_, e)| busy(e))?;
-        }
-        if sidecars.iter().any(|p| p.exists()) {
-            return Err(StoreError::InUse {
-                path: self.path.clone(),
-            });
-        }
-        Ok(())
+        let busy = |_| StoreError::InUse {
+            path: self.path.clone(),
+        };
+        let connection = Connection::open(&self.resolved).map_err(busy)?;
+        connection
+            .busy_timeout(std::time::Duration::ZERO)
+            .map_err(busy)?;
+        // Fails while another connection reads or writes the old database.
+        connection.execute_batch("BEGIN EXCLUSIVE").map_err(busy)?;
+        Ok(Some(connection))
     }
+}
+
+/// Resolves a symbolic link to the file it names, even when that file does not exist yet.
+fn resolve_link(path: &Path) -> PathBuf {
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved;
+    }
+    match std::fs::read_link(path) {
+        Ok(target) if target.is_absolute() => target,
+        Ok(target) => path.parent().unwrap_or(Path::new(".")).join(target),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// Folds a write-ahead log or hot journal of the old database back into it. A leftover
+/// `-wal` beside the new file would otherwise be replayed into it and corrupt it, and a
+/// hot journal keeps even read-only connections out.
+fn fold_sidecars(path: &Path, resolved: &Path) -> Result<(), StoreError> {
+    let sidecars = ["-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = resolved.to_path_buf().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    });
+    if !sidecars.iter().any(|p| p.exists()) {
+        return Ok(());
+    }
+    let busy = |_| StoreError::InUse {
+        path: path.to_path_buf(),
+    };
+    if resolved.exists() {
+        // Opening read-write rolls back a hot journal; leaving WAL mode checkpoints the
+        // log and deletes it, and fails while another connection has the file open.
+        let connection = Connection::open(resolved).map_err(busy)?;
+        connection
+            .query_row("PRAGMA journal_mode = DELETE", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(busy)?;
+        connection.close().map_err(|(_, e)| busy(e))?;
+    }
+    if sidecars.iter().any(|p| p.exists()) {
+        return Err(StoreError::InUse {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Opens an existing placewise database and checks its identity and version.
@@ -441,12 +474,13 @@ pub fn write_fleet(
     if let Some(permissions) = &target.permissions {
         std::fs::set_permissions(temporary.path(), permissions.clone()).map_err(unwritable)?;
     }
-    target.settle()?;
+    let old_file_lock = target.settle()?;
     if !crate::interrupt::begin_commit() {
         return Err(interrupted());
     }
     let persisted = temporary.persist(&target.resolved);
-    crate::interrupt::end_commit();
+    crate::interrupt::end_commit(persisted.is_ok());
+    drop(old_file_lock);
     persisted.map_err(|e| unwritable(e.error))?;
     Ok(counts)
 }

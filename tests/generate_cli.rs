@@ -483,3 +483,77 @@ fn terminated_generate_keeps_previous_database() {
     assert_eq!(sqlite_dump(&path), before);
     assert_eq!(partial_files(directory.path()), 0);
 }
+
+#[test]
+fn hot_journal_is_rolled_back_first() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "25", "--days", "1"],
+    );
+    // A writer that dies in the middle of a large rollback-journal transaction.
+    let crash = format!(
+        "import sqlite3, os\nc = sqlite3.connect({path:?}, isolation_level=None)\n\
+         c.execute('pragma cache_size=1'); c.execute('begin')\n\
+         c.execute('update traffic_patterns set requests_per_second = requests_per_second + 1')\nos._exit(9)\n",
+        path = path.to_str().unwrap()
+    );
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&crash)
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    let mut journal = path.clone().into_os_string();
+    journal.push("-journal");
+    assert!(Path::new(&journal).exists());
+
+    generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "30", "--days", "1"],
+    );
+    assert_eq!(count(&path, "services"), 30);
+    assert!(!Path::new(&journal).exists());
+}
+
+#[test]
+fn database_read_elsewhere_is_not_replaced() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "25", "--days", "1"],
+    );
+    let mut reader = Connection::open(&path).unwrap();
+    let transaction = reader.transaction().unwrap();
+    let services: i64 = transaction
+        .query_row("SELECT COUNT(*) FROM services", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(services, 25);
+    let output = placewise(&["--db", path.to_str().unwrap(), "generate", "--days", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("in use by another process"),
+        "{}",
+        stderr(&output)
+    );
+    drop(transaction);
+    drop(reader);
+    assert_eq!(count(&path, "services"), 25);
+}
+
+#[test]
+fn dangling_symlink_gets_its_target_created() {
+    let directory = tempfile::tempdir().unwrap();
+    let link = directory.path().join("link.db");
+    std::os::unix::fs::symlink("real.db", &link).unwrap();
+    generate(
+        directory.path(),
+        "link.db",
+        &["--services", "25", "--days", "1"],
+    );
+    assert!(link.is_symlink());
+    assert_eq!(count(&directory.path().join("real.db"), "services"), 25);
+}

@@ -72,7 +72,7 @@ fn main() {
     for repeat in 0..repeats {
         let path = directory.path().join(format!("bench-{repeat}.db"));
         let target = placewise::store::Target::acquire(&path).unwrap();
-        let summary = write_generated(&config, &target, "bench", |_| true).unwrap();
+        let summary = write_generated(&config, &target, "bench", false, |_| true).unwrap();
         drop(target);
         generate_seconds.push(summary.generate_seconds);
         store_seconds.push(summary.store_seconds);

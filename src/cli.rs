@@ -34,6 +34,11 @@ pub struct Cli {
     )]
     pub seed: u64,
 
+    /// Store each step's wall time in the table `run_timings`. Off by default, so that the
+    /// same seed and flags give a byte-identical database.
+    #[arg(long, global = true)]
+    pub record_timings: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -536,6 +536,7 @@ mod tests {
             seed: 5,
             parameters: serde_json::json!({}),
             timings: Vec::new(),
+            record_timings: false,
         };
         let history = fleet.history.clone();
         let target = store::Target::acquire(&path).unwrap();

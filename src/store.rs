@@ -33,8 +33,8 @@ CREATE TABLE runs (
     seed        INTEGER NOT NULL,
     parameters  TEXT NOT NULL            -- JSON object of the command's settings
 );
--- Wall-clock figures of each run, kept apart from `runs` because they differ between
--- otherwise identical runs.
+-- Wall-clock figures of each run, written only on request (`--record-timings`) because
+-- they differ between otherwise identical runs.
 CREATE TABLE run_timings (
     run_id      INTEGER NOT NULL REFERENCES runs(run_id),
     step        TEXT NOT NULL,
@@ -175,8 +175,11 @@ pub struct RunRecord {
     pub command: String,
     pub seed: u64,
     pub parameters: serde_json::Value,
-    /// Wall time of each step, in seconds; stored in `run_timings`.
+    /// Wall time of each step, in seconds.
     pub timings: Vec<(String, f64)>,
+    /// Whether to store `timings` in `run_timings`; without it the database is the same,
+    /// byte for byte, for the same seed and settings.
+    pub record_timings: bool,
 }
 
 /// Row counts of a written database.
@@ -698,6 +701,9 @@ pub fn record_run(connection: &Connection, run: &RunRecord) -> Result<i64, rusql
         ],
     )?;
     let run_id = connection.last_insert_rowid();
+    if !run.record_timings {
+        return Ok(run_id);
+    }
     let mut statement = connection.prepare("INSERT INTO run_timings VALUES (?1, ?2, ?3)")?;
     for (step, seconds) in &run.timings {
         statement.execute(params![run_id, step, seconds])?;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{dump_without_timings, generate, placewise, sqlite_dump, stderr, stdout};
+use common::{generate, placewise, sqlite_dump, stderr, stdout};
 use rusqlite::Connection;
 
 fn count(path: &Path, table: &str) -> i64 {
@@ -44,11 +44,9 @@ fn same_seed_gives_identical_dump() {
     let flags = ["--services", "40", "--days", "10"];
     let first = generate(directory.path(), "a.db", &flags);
     let second = generate(directory.path(), "b.db", &flags);
-    let first_dump = dump_without_timings(&first);
+    let first_dump = sqlite_dump(&first);
     assert!(first_dump.contains("INSERT INTO traffic_patterns"));
-    assert_eq!(first_dump, dump_without_timings(&second));
-    // The timings are the only difference, and they sit in their own table.
-    assert!(sqlite_dump(&first).contains("INSERT INTO run_timings"));
+    assert!(first_dump == sqlite_dump(&second), "the dumps differ");
 }
 
 #[test]
@@ -59,7 +57,10 @@ fn different_seed_gives_different_dump() {
     let mut other = vec!["--seed", "7"];
     other.extend_from_slice(&flags);
     let second = generate(directory.path(), "b.db", &other);
-    assert_ne!(dump_without_timings(&first), dump_without_timings(&second));
+    assert!(
+        sqlite_dump(&first) != sqlite_dump(&second),
+        "the dumps are equal"
+    );
 }
 
 #[test]
@@ -106,13 +107,29 @@ fn runs_table_records_parameters_and_version() {
     assert_eq!(parameters["services"], 25);
     assert_eq!(parameters["days"], 3);
     let steps: i64 = connection
-        .query_row(
-            "SELECT COUNT(*) FROM run_timings WHERE seconds >= 0",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM run_timings", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(steps, 2);
+    assert_eq!(steps, 0, "timings are stored only on request");
+}
+
+#[test]
+fn record_timings_stores_each_step() {
+    let directory = tempfile::tempdir().unwrap();
+    let flags = ["--services", "25", "--days", "3", "--record-timings"];
+    let path = generate(directory.path(), "fleet.db", &flags);
+    let connection = Connection::open(&path).unwrap();
+    let steps: Vec<(String, f64)> = connection
+        .prepare("SELECT step, seconds FROM run_timings ORDER BY step")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|(step, _)| step.as_str()).collect();
+    assert_eq!(names, ["store", "telemetry"]);
+    assert!(steps
+        .iter()
+        .all(|(_, seconds)| *seconds >= 0.0 && *seconds < 60.0));
 }
 
 #[test]

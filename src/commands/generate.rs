@@ -60,7 +60,7 @@ pub fn generate_and_store(
         "generating fleet"
     );
     let bar = progress_bar(config.traffic_rows() as u64, "storing rows");
-    let summary = write_generated(&config, &target, command, |rows| {
+    let summary = write_generated(&config, &target, command, cli.record_timings, |rows| {
         bar.set_position(rows as u64);
         !interrupt::requested()
     });
@@ -87,6 +87,7 @@ pub fn write_generated(
     config: &FleetConfig,
     target: &store::Target,
     command: &str,
+    record_timings: bool,
     on_rows: impl FnMut(usize) -> bool,
 ) -> Result<GenerateSummary> {
     let started = Instant::now();
@@ -103,6 +104,7 @@ pub fn write_generated(
             "regions": config.regions.codes(),
         }),
         timings: vec![("telemetry".to_string(), generate_seconds)],
+        record_timings,
     };
     let started = Instant::now();
     let counts = std::thread::scope(|scope| {

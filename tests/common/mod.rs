@@ -40,16 +40,6 @@ pub fn sqlite_dump(path: &Path) -> String {
     String::from_utf8(output.stdout).expect("the dump is UTF-8")
 }
 
-/// The dump without the rows of `run_timings`, the one table whose values are wall-clock
-/// figures.
-pub fn dump_without_timings(path: &Path) -> String {
-    sqlite_dump(path)
-        .lines()
-        .filter(|line| !line.starts_with("INSERT INTO run_timings"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Generates a fleet into `directory/name` and returns its path, panicking on failure.
 pub fn generate(directory: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let path = directory.join(name);

@@ -3,8 +3,8 @@
 //! SQL computes the aggregates: requests per service and origin region (mean, standard
 //! deviation, maximum, coefficient of variation), RTT per region pair (mean, standard
 //! deviation), daily demand and daily RTT. This module joins them with the placement
-//! history into one row per (service, region, day), adding what latency-based routing
-//! implies on that day: the RTT of the users routed to the host and the RTT and latency of
+//! history into one row per (service, region, day). It adds what latency-based routing
+//! implies on that day: the RTT of the users routed to the host, and the RTT and latency of
 //! each dependency's nearest host. The bundled SQLite has no `sqrt`, so standard
 //! deviations are finished here from SQL's sums of squares.
 //!

@@ -60,8 +60,8 @@ pub fn begin_commit() -> bool {
     true
 }
 
-/// Marks the end of the rename begun by [`begin_commit`]. `published` tells whether the
-/// new file is in place, after which no interrupt exits with a failure code.
+/// Marks the end of the rename begun by [`begin_commit`]. Once `published` is true, the
+/// new file is in place and no interrupt exits with a failure code.
 pub fn end_commit(published: bool) {
     if published {
         PUBLISHED.store(true, Ordering::SeqCst);

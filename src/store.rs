@@ -259,34 +259,8 @@ impl Target {
                 path: path.to_path_buf(),
             });
         }
-        let name = resolved
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let lock_path = directory.join(format!(".{name}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| StoreError::Unwritable {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::InUse {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(StoreError::Unwritable {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
+        let lock = take_writer_lock(path, &resolved, &directory)?;
+
         fold_sidecars(path, &resolved)?;
         check_replaceable(&resolved)?;
         Ok(Target {
@@ -317,6 +291,36 @@ impl Target {
         // Fails while another connection reads or writes the old database.
         connection.execute_batch("BEGIN EXCLUSIVE").map_err(busy)?;
         Ok(Some(connection))
+    }
+}
+
+/// Opens `.<name>.lock` beside the database and locks it exclusively, so that a second
+/// writer fails at once instead of racing the first.
+fn take_writer_lock(
+    path: &Path,
+    resolved: &Path,
+    directory: &Path,
+) -> Result<std::fs::File, StoreError> {
+    let name = resolved
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unwritable = |source| StoreError::Unwritable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(directory.join(format!(".{name}.lock")))
+        .map_err(unwritable)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(unwritable(source)),
     }
 }
 

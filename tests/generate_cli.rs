@@ -238,6 +238,26 @@ fn symlink_target_is_replaced_and_link_kept() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
+/// Runs `statements` in a Python SQLite writer on `path` that then kills itself, and returns
+/// the path of the sidecar file `suffix` it must leave behind.
+fn crash_writer(path: &Path, statements: &str, suffix: &str) -> std::path::PathBuf {
+    let script = format!(
+        "import sqlite3, os\nc = sqlite3.connect({path:?}, isolation_level=None)\n{statements}\nos._exit(9)\n",
+        path = path.to_str().unwrap()
+    );
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the writer did not crash");
+    let mut sidecar = path.to_path_buf().into_os_string();
+    sidecar.push(suffix);
+    let sidecar = std::path::PathBuf::from(sidecar);
+    assert!(sidecar.exists(), "no {suffix} file was left");
+    sidecar
+}
+
 #[test]
 fn leftover_write_ahead_log_is_folded_in_first() {
     let directory = tempfile::tempdir().unwrap();
@@ -247,21 +267,12 @@ fn leftover_write_ahead_log_is_folded_in_first() {
         &["--services", "25", "--days", "1"],
     );
     // A writer that dies with its write-ahead log not yet checkpointed.
-    let crash = format!(
-        "import sqlite3, os\nc = sqlite3.connect({path:?}, isolation_level=None)\n\
-         c.execute('pragma journal_mode=wal'); c.execute('pragma wal_autocheckpoint=0')\n\
-         c.execute('update services set template = template')\nos.kill(os.getpid(), 9)\n",
-        path = path.to_str().unwrap()
+    let wal = crash_writer(
+        &path,
+        "c.execute('pragma journal_mode=wal'); c.execute('pragma wal_autocheckpoint=0')\n\
+         c.execute('update services set template = template')",
+        "-wal",
     );
-    let status = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&crash)
-        .status()
-        .unwrap();
-    assert!(!status.success());
-    let mut wal = path.clone().into_os_string();
-    wal.push("-wal");
-    assert!(Path::new(&wal).exists());
 
     generate(
         directory.path(),
@@ -275,7 +286,7 @@ fn leftover_write_ahead_log_is_folded_in_first() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "ok");
     assert_eq!(count(&path, "services"), 30);
-    assert!(!Path::new(&wal).exists());
+    assert!(!wal.exists());
 }
 
 #[test]
@@ -510,21 +521,12 @@ fn hot_journal_is_rolled_back_first() {
         &["--services", "25", "--days", "1"],
     );
     // A writer that dies in the middle of a large rollback-journal transaction.
-    let crash = format!(
-        "import sqlite3, os\nc = sqlite3.connect({path:?}, isolation_level=None)\n\
-         c.execute('pragma cache_size=1'); c.execute('begin')\n\
-         c.execute('update traffic_patterns set requests_per_second = requests_per_second + 1')\nos._exit(9)\n",
-        path = path.to_str().unwrap()
+    let journal = crash_writer(
+        &path,
+        "c.execute('pragma cache_size=1'); c.execute('begin')\n\
+         c.execute('update traffic_patterns set requests_per_second = requests_per_second + 1')",
+        "-journal",
     );
-    let status = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&crash)
-        .status()
-        .unwrap();
-    assert!(!status.success());
-    let mut journal = path.clone().into_os_string();
-    journal.push("-journal");
-    assert!(Path::new(&journal).exists());
 
     generate(
         directory.path(),
@@ -532,7 +534,7 @@ fn hot_journal_is_rolled_back_first() {
         &["--services", "30", "--days", "1"],
     );
     assert_eq!(count(&path, "services"), 30);
-    assert!(!Path::new(&journal).exists());
+    assert!(!journal.exists());
 }
 
 #[test]

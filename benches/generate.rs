@@ -1,6 +1,7 @@
 //! Benchmark of `generate` on the default fleet: generation plus the SQLite load, through
-//! the same function as the command, as wall time and rows per second, beside a reference measured in the same process: inserting
-//! the same traffic rows one statement per row, the plain way to load SQLite.
+//! the same function as the command, as wall time and rows per second. Beside it, a
+//! reference measured in the same process inserts the same traffic rows one statement per
+//! row, the plain way to load SQLite.
 //!
 //! Run with `cargo bench --bench generate` (or `make bench`); `BENCH_REPEATS` sets the
 //! number of repetitions (default 5), of which the median is reported.

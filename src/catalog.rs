@@ -187,10 +187,10 @@ impl Catalog {
         }
     }
 
-    /// Transfer price between two distinct regions. A pair missing from the source file
-    /// takes the highest inter-region price listed for the source region, and a region with
-    /// no listed price at all takes the highest price in the file, so that a gap in the data
-    /// never makes a transfer look free.
+    /// Returns the transfer price between two distinct regions. A pair missing from the
+    /// source file takes the highest inter-region price listed for the source region. A
+    /// region with no listed price takes the highest price in the file, so that a gap in
+    /// the data never makes a transfer look free.
     fn transfer_price(&self, from: usize, to: usize) -> f64 {
         if let Some(&price) = self.transfer_usd_per_gb.get(&(from, to)) {
             return price;

@@ -63,7 +63,7 @@ fn report(error: &anyhow::Error) {
     }
 }
 
-/// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
+/// Sets up logging to stderr at `info`, or at the level that `RUST_LOG` sets.
 fn init_logging() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;

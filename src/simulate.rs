@@ -1,10 +1,10 @@
 //! The world model: the ground truth that the generator observes and later stages evaluate
 //! plans against.
 //!
-//! A placement puts each service on one or more regions with a number of instances. Given
-//! the demand (requests per second from each origin region) and an RTT matrix, [`evaluate`]
-//! routes every origin's users to the hosting region of lowest RTT, loads each host, and
-//! returns the expected latency and error rate per service and origin. [`hourly_cost`]
+//! A placement puts each service on one or more regions with a number of instances.
+//! [`evaluate`] takes the demand (requests per second from each origin region) and an RTT
+//! matrix. It routes every origin's users to the hosting region of lowest RTT, loads each
+//! host, and returns the expected latency and error rate per service and origin. [`hourly_cost`]
 //! prices the same placement, and [`sample_requests`] draws request-level latencies from an
 //! evaluation. `docs/world-model.md` states the model with its constants; the constants
 //! below carry their units.
@@ -44,7 +44,7 @@ pub const REQUEST_LATENCY_LOG_SD: f64 = 0.30;
 /// Bytes in a gigabyte as AWS bills transfer (decimal).
 const BYTES_PER_GB: f64 = 1e9;
 
-/// A service as the world model sees it: its shape, its hidden costs, and what it calls.
+/// A service in the world model: its shape, its hidden costs, and the services it calls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSpec {
     /// Memory per instance, in MiB.
@@ -69,8 +69,8 @@ impl ServiceSpec {
         self.cores * 1000.0 / self.cpu_ms_per_request
     }
 
-    /// How many m5.large instances one instance of this service costs: the larger of its
-    /// vCPU share and its memory share.
+    /// Returns the number of m5.large instances that one instance of this service costs:
+    /// the larger of its vCPU share and its memory share.
     pub fn price_units(&self) -> f64 {
         let cpu = self.cores / crate::catalog::PRICED_INSTANCE_VCPUS;
         let memory = f64::from(self.memory_mb) / crate::catalog::PRICED_INSTANCE_MEMORY_MB;
@@ -78,7 +78,7 @@ impl ServiceSpec {
     }
 }
 
-/// Where each service runs: for every service, its hosting regions and instance counts.
+/// Hosting regions and instance counts of every service.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Placement {
     pub hosts: Vec<Vec<Host>>,
@@ -178,7 +178,7 @@ impl World<'_> {
         self.rtt_ms[from * self.regions + to]
     }
 
-    /// The host of `hosts` with the lowest RTT from `from`; ties go to the lower index.
+    /// Returns the host of `hosts` with the lowest RTT from `from`. Ties go to the lower index.
     fn nearest(&self, from: usize, hosts: &[Host]) -> usize {
         let mut best = hosts[0].region;
         for host in &hosts[1..] {

@@ -1,7 +1,7 @@
-//! The generated telemetry has the shape the world model promises, checked with SQL on a
-//! default-size database: hourly and weekly profile in each region's local time, demand
-//! shares per origin, the range of every column, and observations that scatter around the
-//! world model's expectation.
+//! SQL checks on a default-size database that the generated telemetry has the shape the
+//! world model promises. They cover the hourly and weekly profile in each region's local
+//! time, demand shares per origin, the range of every column, and observations that scatter
+//! around the world model's expectation.
 
 mod common;
 
@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 use placewise::generate::{BUSINESS_HOURS_FACTOR, NIGHT_FACTOR, WEEKEND_FACTOR};
 use rusqlite::Connection;
 
-/// One default fleet for every test of this file, written under cargo's directory for
-/// test files (statics are never dropped, so a temporary directory would be left behind).
+/// Opens the one default fleet that every test of this file reads. It is written under
+/// cargo's directory for test files, because statics are never dropped and a temporary
+/// directory would be left behind.
 fn database() -> Connection {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     let path = PATH.get_or_init(|| {

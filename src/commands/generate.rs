@@ -49,9 +49,11 @@ pub fn generate_and_store(
         seed: cli.seed,
     };
     config.validate()?;
+
     // Reject a foreign or newer database, or a missing directory, before spending time on
     // the fleet, and keep other writers out until the new database is in place.
     let target = store::Target::acquire(&cli.db)?;
+
     info!(
         services = config.services,
         days = config.days,
@@ -65,6 +67,7 @@ pub fn generate_and_store(
         !interrupt::requested()
     });
     bar.finish_and_clear();
+
     let summary =
         summary.with_context(|| format!("cannot store the fleet in `{}`", cli.db.display()))?;
     if interrupt::requested() {

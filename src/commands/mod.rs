@@ -65,7 +65,7 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-/// A progress bar on stderr, drawn only when stderr is a terminal.
+/// Creates a progress bar on stderr, drawn only when stderr is a terminal.
 pub fn progress_bar(length: u64, message: &'static str) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {

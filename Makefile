@@ -2,8 +2,10 @@
 # defaults, `make test` runs the checks and tests. Both install what is missing first.
 
 CARGO ?= cargo
+# scripts/setup.sh installs a cmake new enough for LightGBM here when the system's is older.
+export PATH := $(CURDIR)/.tools/venv/bin:$(PATH)
 
-.PHONY: setup build run test bench
+.PHONY: setup build run test bench bench-latency
 
 setup:
 	bash scripts/setup.sh
@@ -21,3 +23,7 @@ test: setup
 
 bench: build
 	$(CARGO) bench --locked --bench generate
+
+# Needs the Python packages of scripts/reference/requirements.txt.
+bench-latency: build
+	bash scripts/bench_latency_fit.sh

@@ -1,14 +1,42 @@
 #!/usr/bin/env bash
-# Installs what building and testing placewise needs, and only what is missing: a C
-# compiler for the bundled SQLite, and the sqlite3 client that the tests use as the
-# reference reader of the databases. Run as root on Debian; it calls apt-get only when a
-# tool is absent, so a prepared machine makes no network request.
+# Installs what building and testing placewise needs, and only what is missing:
+#   - a C and C++ compiler, for the bundled SQLite and for LightGBM and HiGHS, which the
+#     build compiles from source;
+#   - libclang, which generates LightGBM's Rust bindings;
+#   - cmake 3.28 or newer, which LightGBM's build requires. Debian's cmake is older, so a
+#     newer one comes from PyPI into .tools/venv, which the Makefile puts first on PATH;
+#   - the sqlite3 client, the reference reader of the databases in the tests.
+# Run as root on Debian. It calls apt-get and pip only when something is absent, so a
+# prepared machine makes no network request.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools="$PWD/.tools/venv"
+export PATH="$tools/bin:$PATH"
 
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v make >/dev/null 2>&1 || missing+=(make)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* \
+    >/dev/null 2>&1; then
+    missing+=(libclang-dev)
+fi
+
+# Prints 0 when `cmake` on PATH is 3.28 or newer.
+cmake_is_new_enough() {
+    local version
+    version=$(cmake --version 2>/dev/null | sed -n 's/^cmake version \([0-9]*\.[0-9]*\).*/\1/p')
+    [ -n "$version" ] || return 1
+    local major=${version%%.*} minor=${version#*.}
+    [ "$major" -gt 3 ] || { [ "$major" -eq 3 ] && [ "$minor" -ge 28 ]; }
+}
+need_cmake=0
+cmake_is_new_enough || need_cmake=1
+if [ $need_cmake -eq 1 ] && ! python3 -m venv --help >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
@@ -19,6 +47,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ $need_cmake -eq 1 ]; then
+    echo "setup: installing cmake 3.28 or newer from PyPI into .tools/venv" >&2
+    python3 -m venv "$tools"
+    "$tools/bin/pip" install --quiet "cmake>=3.28,<5"
+    cmake_is_new_enough || { echo "setup: cmake is still older than 3.28" >&2; exit 1; }
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -49,8 +49,116 @@ pub enum Command {
     Regions(RegionsArgs),
     /// Generate a synthetic fleet and its telemetry into the database, replacing it.
     Generate(GenerateArgs),
+    /// Train the latency model on the database's placement history and store it.
+    Train(TrainArgs),
     /// Run every stage of the pipeline in order on the given settings.
-    Run(GenerateArgs),
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Settings of the latency model, shared by `train` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Boosting rounds (trees), 1 to 100000.
+    #[arg(
+        long,
+        default_value_t = 100,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub trees: i64,
+
+    /// Deepest level of a tree, 1 to 30.
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub max_depth: i64,
+
+    /// Shrinkage of each tree's output, in (0, 1].
+    #[arg(
+        long,
+        default_value_t = 0.1,
+        value_name = "RATE",
+        allow_negative_numbers = true
+    )]
+    pub learning_rate: f64,
+
+    /// Most leaves per tree, 2 to 2^max-depth.
+    #[arg(
+        long,
+        default_value_t = 31,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub num_leaves: i64,
+
+    /// Fewest training rows in a leaf, 1 or more.
+    #[arg(
+        long,
+        default_value_t = 20,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub min_data_in_leaf: i64,
+
+    /// Share of the rows held out for the test metrics, strictly between 0 and 1.
+    #[arg(
+        long,
+        default_value_t = 0.2,
+        value_name = "FRACTION",
+        allow_negative_numbers = true
+    )]
+    pub test_fraction: f64,
+
+    /// Folds of the cross-validation over the training rows: 0 (none) or 2 to 100.
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "K",
+        allow_negative_numbers = true
+    )]
+    pub folds: i64,
+
+    /// Threads LightGBM trains with. The model file is the same for the same seed and
+    /// thread count.
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub threads: i64,
+
+    /// Directory of this run's outputs; the model is written there as
+    /// `latency_model.txt` (LightGBM's text format).
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Also write the training matrix as CSV to FILE: the features, the observed latency,
+    /// the oracle latency and each row's split (`train` or `test`).
+    #[arg(long, value_name = "FILE")]
+    pub export_matrix: Option<PathBuf>,
+
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

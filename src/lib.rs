@@ -3,7 +3,8 @@
 //!
 //! The modules follow the pipeline: [`catalog`] (regions, RTT, prices), [`generate`] (the
 //! synthetic fleet and its telemetry), [`simulate`] (the world model that is the ground
-//! truth), [`store`] (SQLite). The binary's commands live in [`commands`].
+//! truth), [`store`] (SQLite), [`features`] (the training matrix) and
+//! [`latency_model`] (gradient-boosted trees). The binary's commands live in [`commands`].
 
 pub mod catalog;
 pub mod cli;
@@ -11,5 +12,7 @@ pub mod commands;
 pub mod features;
 pub mod generate;
 pub mod interrupt;
+pub mod latency_model;
+mod lightgbm_log;
 pub mod simulate;
 pub mod store;

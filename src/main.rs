@@ -24,6 +24,7 @@ fn main() {
     let result = match &cli.command {
         Command::Regions(args) => commands::regions::run(args),
         Command::Generate(args) => commands::generate::run(&cli, args).map(|_| ()),
+        Command::Train(args) => commands::train::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
     };
     if let Err(error) = result {

@@ -233,10 +233,19 @@ pub fn validate(world: &World, placement: &Placement) -> Result<Vec<usize>, Simu
 
 /// Orders services so that each follows all of its dependencies, or reports a cycle.
 pub fn dependency_order(services: &[ServiceSpec]) -> Result<Vec<usize>, SimulateError> {
+    let dependencies: Vec<&[usize]> = services.iter().map(|s| s.dependencies.as_slice()).collect();
+    call_graph_order(&dependencies)
+}
+
+/// Orders the nodes of a call graph, given as each node's callees, so that every callee
+/// comes before its callers, or reports a cycle or a callee out of range.
+pub fn call_graph_order<D: AsRef<[usize]>>(
+    dependencies: &[D],
+) -> Result<Vec<usize>, SimulateError> {
     // 0 = not visited, 1 = on the current path, 2 = done.
-    let mut state = vec![0u8; services.len()];
-    let mut order = Vec::with_capacity(services.len());
-    for start in 0..services.len() {
+    let mut state = vec![0u8; dependencies.len()];
+    let mut order = Vec::with_capacity(dependencies.len());
+    for start in 0..dependencies.len() {
         if state[start] != 0 {
             continue;
         }
@@ -244,11 +253,11 @@ pub fn dependency_order(services: &[ServiceSpec]) -> Result<Vec<usize>, Simulate
         let mut stack = vec![(start, 0usize)];
         state[start] = 1;
         while let Some(&mut (service, ref mut next)) = stack.last_mut() {
-            let dependencies = &services[service].dependencies;
-            if *next < dependencies.len() {
-                let dependency = dependencies[*next];
+            let callees = dependencies[service].as_ref();
+            if *next < callees.len() {
+                let dependency = callees[*next];
                 *next += 1;
-                if dependency >= services.len() {
+                if dependency >= dependencies.len() {
                     return Err(SimulateError::UnknownDependency {
                         service,
                         dependency,

@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use crate::generate::{date_string, Fleet, PlacementRecord, START_DAY};
 
-/// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 1;
+/// Schema version written to `PRAGMA user_version`. Version 1 lacked the results tables;
+/// [`open_for_results`] adds them.
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `PRAGMA application_id` of a placewise database: the ASCII bytes `plcw`.
 pub const APPLICATION_ID: i32 = 0x706c_6377;
@@ -122,6 +123,38 @@ CREATE TABLE world_placement_expected (
     expected_latency_ms REAL NOT NULL,
     expected_error_rate REAL NOT NULL,
     PRIMARY KEY (service_id, date, region)
+) WITHOUT ROWID;
+";
+
+/// Tables of what the later stages compute. `IF NOT EXISTS` lets [`open_for_results`] add
+/// them to a database of schema version 1.
+const RESULTS_SCHEMA: &str = "
+-- Trained models in LightGBM's text format, with what they were trained and scored on.
+CREATE TABLE IF NOT EXISTS models (
+    model_id        INTEGER PRIMARY KEY,
+    run_id          INTEGER NOT NULL REFERENCES runs(run_id),
+    kind            TEXT NOT NULL,       -- 'latency'
+    feature_names   TEXT NOT NULL,       -- JSON array, in column order
+    hyperparameters TEXT NOT NULL,       -- JSON object
+    metrics         TEXT NOT NULL,       -- JSON object; errors in ms
+    model_text      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_feature_importance (
+    model_id INTEGER NOT NULL REFERENCES models(model_id),
+    feature  TEXT NOT NULL,
+    gain     REAL NOT NULL,              -- total gain of the splits on the feature
+    PRIMARY KEY (model_id, feature)
+) WITHOUT ROWID;
+-- The model's predictions for its held-out test rows.
+CREATE TABLE IF NOT EXISTS model_predictions (
+    model_id     INTEGER NOT NULL REFERENCES models(model_id),
+    service_id   INTEGER NOT NULL,
+    date         TEXT NOT NULL,
+    region       TEXT NOT NULL,
+    observed_ms  REAL NOT NULL,
+    predicted_ms REAL NOT NULL,
+    oracle_ms    REAL,                   -- the world model's noise-free latency
+    PRIMARY KEY (model_id, service_id, date, region)
 ) WITHOUT ROWID;
 ";
 
@@ -413,6 +446,40 @@ pub fn open_existing(path: &Path, flags: OpenFlags) -> Result<Connection, StoreE
     Ok(connection)
 }
 
+/// Opens the database of `target` for a stage that stores results next to the data, and
+/// brings a version 1 file up to the current schema. Each stage writes its results in one
+/// transaction, so a failure leaves the file as it was.
+pub fn open_for_results(target: &Target) -> Result<Connection, StoreError> {
+    let connection = open_existing(&target.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let sqlite = |source| StoreError::Sqlite {
+        path: target.path.clone(),
+        source,
+    };
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite)?;
+    let version: i32 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite)?;
+    if version < SCHEMA_VERSION {
+        connection
+            .execute_batch(&format!(
+                "BEGIN; {RESULTS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(sqlite)?;
+    }
+    Ok(connection)
+}
+
+/// Returns the id of the latest run of `command`, if any.
+pub fn latest_run(connection: &Connection, command: &str) -> Result<Option<i64>, rusqlite::Error> {
+    connection.query_row(
+        "SELECT MAX(run_id) FROM runs WHERE command = ?1",
+        [command],
+        |row| row.get(0),
+    )
+}
+
 /// Writes `fleet` as a new database at `path`, replacing any earlier one only on success.
 /// The placement history comes from `history`, which is called once the traffic is stored
 /// and returns `None` when interrupted. That lets another thread compute it meanwhile.
@@ -457,6 +524,7 @@ pub fn write_fleet(
         .map_err(sqlite)?;
     let transaction = connection.transaction().map_err(sqlite)?;
     transaction.execute_batch(SCHEMA).map_err(sqlite)?;
+    transaction.execute_batch(RESULTS_SCHEMA).map_err(sqlite)?;
     let counts = insert_fleet(&transaction, fleet, history, &mut on_rows).map_err(|e| match e {
         InsertError::Sqlite(source) => sqlite(source),
         InsertError::Interrupted => interrupted(),

@@ -3,16 +3,20 @@
 pub mod generate;
 pub mod regions;
 pub mod run;
+pub mod train;
 
 use crate::catalog::CatalogError;
+use crate::features::FeatureError;
 use crate::generate::GenerateError;
+use crate::latency_model::ModelError;
 use crate::store::StoreError;
 
 /// Exit code of a failure that is not the input's fault (I/O, SQLite).
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code of an invalid command line (clap's own code).
 pub const EXIT_USAGE: i32 = 2;
-/// Exit code of invalid input: unknown region, bad size, foreign or newer database.
+/// Exit code of invalid input: unknown region, bad size or setting, foreign or newer
+/// database, a database without the data a stage needs.
 pub const EXIT_INVALID_INPUT: i32 = 3;
 /// Exit code after Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -22,6 +26,18 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     for cause in error.chain() {
         if cause.downcast_ref::<CatalogError>().is_some() {
             return EXIT_INVALID_INPUT;
+        }
+        if let Some(error) = cause.downcast_ref::<ModelError>() {
+            return match error {
+                ModelError::LightGbm(_) => EXIT_FAILURE,
+                _ => EXIT_INVALID_INPUT,
+            };
+        }
+        if let Some(error) = cause.downcast_ref::<FeatureError>() {
+            return match error {
+                FeatureError::Sqlite(_) => EXIT_FAILURE,
+                _ => EXIT_INVALID_INPUT,
+            };
         }
         if let Some(error) = cause.downcast_ref::<GenerateError>() {
             return match error {

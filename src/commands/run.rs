@@ -1,17 +1,24 @@
 //! `placewise run`: every stage of the pipeline in order. The stages built so far are
-//! catalog and generate (with the store and the world model they rest on).
+//! generate (with the catalog, the store and the world model it rests on) and train.
 
 use anyhow::Result;
 
-use crate::cli::{Cli, GenerateArgs};
-use crate::commands::{generate, write_stdout};
+use crate::cli::{Cli, RunArgs};
+use crate::commands::{generate, train, write_stdout};
 
-pub fn run(cli: &Cli, args: &GenerateArgs) -> Result<()> {
+pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
+    let settings = &args.generate;
+    // Check the model's settings before spending time on the fleet.
+    train::settings(&args.model, cli.seed)?;
     eprintln!(
-        "[1/1] generate: {} services, {} days, regions {}",
-        args.services, args.days, args.regions
+        "[1/2] generate: {} services, {} days, regions {}",
+        settings.services, settings.days, settings.regions
     );
-    let summary = generate::generate_and_store(cli, args, "run")?;
-    write_stdout(&generate::summary_table(cli, &summary))?;
+    let summary = generate::generate_and_store(cli, settings, "run")?;
+    let mut out = generate::summary_table(cli, &summary);
+    eprintln!("[2/2] train: latency model");
+    let outcome = train::train_and_store(cli, &args.model, None, "run")?;
+    out.push_str(&train::metrics_table(&outcome.latency_model));
+    write_stdout(&out)?;
     Ok(())
 }

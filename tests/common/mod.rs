@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_placewise"));
     command.env("RUST_LOG", "warn");
+    // Tests run side by side on few cores; spinning OpenMP workers would starve each other.
+    command.env("OMP_WAIT_POLICY", "PASSIVE");
     command
 }
 

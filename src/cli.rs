@@ -51,8 +51,98 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Train the latency model on the database's placement history and store it.
     Train(TrainArgs),
+    /// Solve the placement plan with the latency model, beside three baselines.
+    Optimize(OptimizeArgs),
     /// Run every stage of the pipeline in order on the given settings.
     Run(RunArgs),
+}
+
+/// Settings of the placement program, shared by `optimize` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// Weight of latency in the objective: USD per month that one ms of the fleet's
+    /// traffic-weighted mean latency is worth.
+    #[arg(
+        long,
+        default_value_t = 1000.0,
+        value_name = "USD",
+        allow_negative_numbers = true
+    )]
+    pub lambda: f64,
+
+    /// Peak-hour CPU utilization that hosts are sized for, in (0, 1].
+    #[arg(
+        long,
+        default_value_t = 0.6,
+        value_name = "FRACTION",
+        allow_negative_numbers = true
+    )]
+    pub target_utilization: f64,
+
+    /// Fewest regions per service (the redundancy floor).
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub min_replicas: i64,
+
+    /// Most regions per service.
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub max_replicas: i64,
+
+    /// Latency SLO of latency-critical services, in ms: every origin's predicted routed
+    /// latency must stay under it. No SLO by default.
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub slo_ms: Option<f64>,
+
+    /// vCPUs available to the fleet in each region. Without it services do not compete
+    /// for capacity and each is solved alone; with it the fleet is one program.
+    #[arg(long, value_name = "VCPUS", allow_negative_numbers = true)]
+    pub capacity_vcpus: Option<f64>,
+
+    /// Data residency: `NAME=REGION+REGION`, where NAME is a service (`auth-service-1`) or
+    /// a template (`auth-service`). Repeat for more rules; later rules win.
+    #[arg(long = "allow", value_name = "NAME=REGIONS")]
+    pub allow: Vec<String>,
+
+    /// Seconds HiGHS may spend on one program.
+    #[arg(
+        long,
+        default_value_t = 60.0,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub time_limit: f64,
+
+    /// Relative optimality gap at which HiGHS stops, in [0, 1).
+    #[arg(
+        long,
+        default_value_t = 1e-6,
+        value_name = "GAP",
+        allow_negative_numbers = true
+    )]
+    pub mip_gap: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OptimizeArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Directory of this run's outputs; the plan is written there as `plan.csv`.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -62,6 +152,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 /// Settings of the latency model, shared by `train` and `run`.
@@ -94,14 +187,9 @@ pub struct ModelArgs {
     )]
     pub learning_rate: f64,
 
-    /// Most leaves per tree, 2 to 2^max-depth.
-    #[arg(
-        long,
-        default_value_t = 31,
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub num_leaves: i64,
+    /// Most leaves per tree, 2 to 2^max-depth [default: 31, or 2^max-depth when smaller].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub num_leaves: Option<i64>,
 
     /// Fewest training rows in a leaf, 1 or more.
     #[arg(

@@ -45,7 +45,28 @@ pub const FEATURE_NAMES: [&str; 22] = [
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
     #[error("SQLite failed while building features")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
+    #[error("column `{column}` holds a {found} value where a number is expected\nhint: the database was changed outside placewise; regenerate it or fix the column")]
+    WrongType { column: String, found: String },
+    #[error("{table}.{column} = {value} for {key} is invalid: {rule}")]
+    InvalidValue {
+        table: &'static str,
+        column: &'static str,
+        key: String,
+        value: f64,
+        rule: &'static str,
+    },
+    #[error("{table} names service {service_id}, which is not in `services`")]
+    UnknownService {
+        table: &'static str,
+        service_id: i64,
+    },
+    #[error("{table} names region `{region}` ({key}), which is not in `regions`")]
+    UnknownRegion {
+        table: &'static str,
+        region: String,
+        key: String,
+    },
     #[error("the database has no placement history\nhint: run `placewise generate` first")]
     NoHistory,
     #[error("the dependencies of service {service_id} form a cycle\nhint: the call graph in `service_dependencies` must be acyclic")]
@@ -58,6 +79,40 @@ pub enum FeatureError {
     },
 }
 
+impl From<rusqlite::Error> for FeatureError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error {
+            rusqlite::Error::InvalidColumnType(_, column, found) => FeatureError::WrongType {
+                column,
+                found: format!("{found}").to_lowercase(),
+            },
+            other => FeatureError::Sqlite(other),
+        }
+    }
+}
+
+/// Rejects a value outside `[low, high]`, naming where it is.
+fn check_range(
+    table: &'static str,
+    column: &'static str,
+    key: impl FnOnce() -> String,
+    value: f64,
+    (low, high): (f64, f64),
+    rule: &'static str,
+) -> Result<(), FeatureError> {
+    if value >= low && value <= high {
+        Ok(())
+    } else {
+        Err(FeatureError::InvalidValue {
+            table,
+            column,
+            key: key(),
+            value,
+            rule,
+        })
+    }
+}
+
 /// One row per (service, region, day) of the placement history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyMatrix {
@@ -68,7 +123,7 @@ pub struct LatencyMatrix {
     pub target_ms: Vec<f64>,
     /// The world model's noise-free latency in ms for the same rows.
     pub oracle_ms: Vec<f64>,
-    /// Service id of each row, the unit of the train/test split.
+    /// Service id of each row.
     pub service_ids: Vec<i64>,
     pub dates: Vec<String>,
     pub regions: Vec<String>,
@@ -132,11 +187,213 @@ struct Inputs {
 
 /// Builds the latency matrix from a placewise database.
 pub fn latency_matrix(connection: &Connection) -> Result<LatencyMatrix, FeatureError> {
+    Ok(build(connection)?.0)
+}
+
+/// Builds the latency matrix and the fleet summary from one read of the database.
+pub fn build(connection: &Connection) -> Result<(LatencyMatrix, FleetSummary), FeatureError> {
     let inputs = load_inputs(connection)?;
     if inputs.placements.is_empty() {
         return Err(FeatureError::NoHistory);
     }
-    assemble(&inputs)
+    let (matrix, cpu_ms, idle_ms) = assemble(&inputs)?;
+    Ok((matrix, summarize(&inputs, &cpu_ms, &idle_ms)))
+}
+
+/// What the telemetry says about each service, for building feature rows of placements
+/// that the history never tried. Vectors over regions follow `regions`.
+#[derive(Debug, Clone)]
+pub struct FleetSummary {
+    pub regions: Vec<String>,
+    /// Mean RTT between regions over the history, row-major, source row.
+    pub mean_rtt_ms: Vec<f64>,
+    /// Mean RTT of each region to the other regions.
+    pub avg_outbound_rtt_ms: Vec<f64>,
+    /// Services in ascending id order.
+    pub services: Vec<ServiceSummary>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceSummary {
+    pub service_id: i64,
+    pub memory_mb: f64,
+    pub cores: f64,
+    pub latency_critical: bool,
+    /// Positions in [`FleetSummary::services`] of the services this one calls.
+    pub dependencies: Vec<usize>,
+    /// Mean requests per second from each origin region.
+    pub mean_demand: Vec<f64>,
+    /// Busiest hour's requests per second from each origin region.
+    pub peak_demand: Vec<f64>,
+    /// Mean requests per second of the whole service in each hour of the day (UTC).
+    pub daily_profile: [f64; 24],
+    /// Request statistics of each origin region.
+    pub request_mean: Vec<f64>,
+    pub request_std: Vec<f64>,
+    pub request_max: Vec<f64>,
+    /// Estimated CPU time per request, in core-milliseconds; NaN when every row saturated.
+    pub cpu_ms_per_request: f64,
+    /// Estimated processing time on an idle host, in ms, dependency calls excluded.
+    pub idle_processing_ms: f64,
+}
+
+fn summarize(
+    inputs: &Inputs,
+    cpu_ms: &HashMap<i64, f64>,
+    idle_ms: &HashMap<i64, f64>,
+) -> FleetSummary {
+    let n = inputs.regions.len();
+    let mut ids: Vec<i64> = inputs.services.keys().copied().collect();
+    ids.sort_unstable();
+    let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
+    let mut mean_rtt = vec![0.0; n * n];
+    let days = inputs.daily_rtt.len().max(1) as f64;
+    for matrix in inputs.daily_rtt.values() {
+        for (total, value) in mean_rtt.iter_mut().zip(matrix) {
+            if value.is_finite() {
+                *total += value / days;
+            }
+        }
+    }
+    let mut demand_sums: HashMap<(i64, usize), (f64, f64, f64)> = HashMap::new();
+    let mut profiles: HashMap<i64, ([f64; 24], HashMap<i64, ()>)> = HashMap::new();
+    for (&(service_id, origin, day), hours) in &inputs.hourly_demand {
+        let entry = demand_sums.entry((service_id, origin)).or_default();
+        entry.0 += hours.iter().sum::<f64>();
+        entry.1 += 24.0;
+        entry.2 = hours.iter().fold(entry.2, |peak, &v| peak.max(v));
+        let profile = profiles.entry(service_id).or_default();
+        for (total, value) in profile.0.iter_mut().zip(hours) {
+            *total += value;
+        }
+        profile.1.insert(day, ());
+    }
+    let services = ids
+        .iter()
+        .map(|id| {
+            let service = &inputs.services[id];
+            let per_origin = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<f64> {
+                (0..n)
+                    .map(|origin| demand_sums.get(&(*id, origin)).map_or(0.0, pick))
+                    .collect()
+            };
+            let stats = |origin: usize| {
+                inputs
+                    .request_stats
+                    .get(&(*id, origin))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            let mut daily_profile = [0.0; 24];
+            if let Some((totals, days)) = profiles.get(id) {
+                for (slot, total) in daily_profile.iter_mut().zip(totals) {
+                    *slot = total / days.len() as f64;
+                }
+            }
+            ServiceSummary {
+                service_id: *id,
+                memory_mb: service.memory_mb,
+                cores: service.cores,
+                latency_critical: service.critical > 0.0,
+                dependencies: service
+                    .dependencies
+                    .iter()
+                    .filter_map(|d| position.get(d).copied())
+                    .collect(),
+                mean_demand: per_origin(|&(sum, hours, _)| sum / hours),
+                peak_demand: per_origin(|&(_, _, peak)| peak),
+                daily_profile,
+                request_mean: (0..n).map(|o| stats(o).mean).collect(),
+                request_std: (0..n).map(|o| stats(o).std).collect(),
+                request_max: (0..n).map(|o| stats(o).max).collect(),
+                cpu_ms_per_request: cpu_ms.get(id).copied().unwrap_or(f64::NAN),
+                idle_processing_ms: idle_ms.get(id).copied().unwrap_or(0.0),
+            }
+        })
+        .collect();
+    FleetSummary {
+        regions: inputs.regions.clone(),
+        mean_rtt_ms: mean_rtt,
+        avg_outbound_rtt_ms: inputs.avg_outbound_rtt.clone(),
+        services,
+    }
+}
+
+/// The state of a host that a plan proposes, from which [`candidate_row`] builds the
+/// latency model's features.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateHost {
+    pub instances: f64,
+    /// Mean requests per second routed to the host.
+    pub routed_rps: f64,
+    pub mean_utilization: f64,
+    pub peak_utilization: f64,
+    /// Traffic-weighted mean of `1 / (1 - rho)` over the day.
+    pub queueing_stretch: f64,
+    /// Demand-weighted RTT of the users the host serves, in ms.
+    pub user_rtt_ms: f64,
+}
+
+/// One dependency call of a proposed host: the RTT to the callee's nearest host and the
+/// callee's processing time there.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateCall {
+    pub rtt_ms: f64,
+    pub callee_processing_ms: f64,
+    pub callee_utilization: f64,
+}
+
+/// Builds the latency model's feature row, in [`FEATURE_NAMES`] order, for `service`
+/// hosted in `region` in the state `host`, calling its dependencies as `calls`.
+pub fn candidate_row(
+    summary: &FleetSummary,
+    service: &ServiceSummary,
+    region: usize,
+    host: &CandidateHost,
+    calls: &[CandidateCall],
+) -> Vec<f64> {
+    let mean = service.request_mean[region];
+    let cv = if mean > 0.0 {
+        service.request_std[region] / mean
+    } else {
+        0.0
+    };
+    let (mut max_rtt, mut total_rtt, mut wait, mut max_utilization) = (0.0f64, 0.0, 0.0f64, 0.0f64);
+    for call in calls {
+        max_rtt = max_rtt.max(call.rtt_ms);
+        total_rtt += call.rtt_ms;
+        wait = wait.max(call.rtt_ms + call.callee_processing_ms);
+        max_utilization = max_utilization.max(call.callee_utilization);
+    }
+    let mean_rtt = if calls.is_empty() {
+        0.0
+    } else {
+        total_rtt / calls.len() as f64
+    };
+    vec![
+        service.memory_mb,
+        service.cores,
+        if service.latency_critical { 1.0 } else { 0.0 },
+        service.dependencies.len() as f64,
+        mean,
+        service.request_std[region],
+        service.request_max[region],
+        cv,
+        summary.avg_outbound_rtt_ms[region],
+        host.instances,
+        host.routed_rps,
+        host.mean_utilization,
+        host.peak_utilization,
+        host.routed_rps / (host.instances * service.cores),
+        host.queueing_stretch,
+        service.memory_mb * host.queueing_stretch,
+        host.user_rtt_ms,
+        max_rtt,
+        mean_rtt,
+        wait,
+        wait,
+        max_utilization,
+    ]
 }
 
 fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
@@ -164,6 +421,24 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
             critical: row.get(3)?,
             dependencies: Vec::new(),
         };
+        let key = || format!("service {id}");
+        let positive = (f64::MIN_POSITIVE, f64::MAX);
+        check_range(
+            "services",
+            "memory_mb",
+            key,
+            service.memory_mb,
+            positive,
+            "use a positive size in MiB",
+        )?;
+        check_range(
+            "services",
+            "cores",
+            key,
+            service.cores,
+            positive,
+            "use a positive vCPU count",
+        )?;
         services.insert(id, service);
     }
     let mut statement = connection
@@ -171,9 +446,19 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let (caller, callee): (i64, i64) = (row.get(0)?, row.get(1)?);
-        if let Some(service) = services.get_mut(&caller) {
-            service.dependencies.push(callee);
+        if !services.contains_key(&callee) {
+            return Err(FeatureError::UnknownService {
+                table: "service_dependencies",
+                service_id: callee,
+            });
         }
+        let Some(service) = services.get_mut(&caller) else {
+            return Err(FeatureError::UnknownService {
+                table: "service_dependencies",
+                service_id: caller,
+            });
+        };
+        service.dependencies.push(callee);
     }
 
     let n = regions.len();
@@ -212,10 +497,20 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
     while let Some(row) = rows.next()? {
         let (source, target): (String, String) = (row.get(1)?, row.get(2)?);
         if let (Some(i), Some(j)) = (index_of(&source), index_of(&target)) {
+            let date: String = row.get(0)?;
+            let rtt: f64 = row.get(3)?;
+            check_range(
+                "regional_latency",
+                "rtt_ms",
+                || format!("{source} to {target} on {date}"),
+                rtt,
+                (0.0, f64::MAX),
+                "use a finite RTT, 0 or more",
+            )?;
             let matrix = daily_rtt
-                .entry(row.get(0)?)
+                .entry(date)
                 .or_insert_with(|| vec![f64::NAN; n * n]);
-            matrix[i * n + j] = row.get(3)?;
+            matrix[i * n + j] = rtt;
         }
     }
 
@@ -230,20 +525,79 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
     )?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let region: String = row.get(2)?;
-        let Some(region) = index_of(&region) else {
-            continue;
+        let code: String = row.get(2)?;
+        let service_id: i64 = row.get(0)?;
+        let date: String = row.get(1)?;
+        let Some(region) = index_of(&code) else {
+            return Err(FeatureError::UnknownRegion {
+                table: "service_placement",
+                region: code,
+                key: format!("service {service_id} on {date}"),
+            });
         };
+        if !services.contains_key(&service_id) {
+            return Err(FeatureError::UnknownService {
+                table: "service_placement",
+                service_id,
+            });
+        }
+        let key = || format!("service {service_id} on {date} in {code}");
+        let table = "service_placement";
+        let instances: f64 = row.get(3)?;
+        check_range(
+            table,
+            "instances",
+            key,
+            instances,
+            (1.0, f64::MAX),
+            "use 1 or more",
+        )?;
+        let rps: f64 = row.get(4)?;
+        check_range(
+            table,
+            "requests_per_second",
+            key,
+            rps,
+            (0.0, f64::MAX),
+            "use 0 or more",
+        )?;
+        let utilization: f64 = row.get(5)?;
+        check_range(
+            table,
+            "cpu_utilization",
+            key,
+            utilization,
+            (0.0, 1.0),
+            "use 0 to 1",
+        )?;
+        let latency: f64 = row.get(6)?;
+        check_range(
+            table,
+            "latency_ms",
+            key,
+            latency,
+            (0.0, f64::MAX),
+            "use a finite latency, 0 or more",
+        )?;
+        let peak: f64 = row.get(8)?;
+        check_range(
+            table,
+            "peak_cpu_utilization",
+            key,
+            peak,
+            (0.0, 1.0),
+            "use 0 to 1",
+        )?;
         placements.push(Placement {
-            service_id: row.get(0)?,
-            date: row.get(1)?,
+            service_id,
+            date,
             region,
-            instances: row.get(3)?,
-            rps: row.get(4)?,
-            utilization: row.get(5)?,
-            latency_ms: row.get(6)?,
+            instances,
+            rps,
+            utilization,
+            latency_ms: latency,
             oracle_ms: row.get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
-            peak_utilization: row.get(8)?,
+            peak_utilization: peak,
             day: row.get(9)?,
         });
     }
@@ -306,6 +660,15 @@ fn scan_traffic(
         let service_id: i64 = row.get(0)?;
         let timestamp: i64 = row.get(2)?;
         let requests: f64 = row.get(3)?;
+        if !(requests >= 0.0 && requests.is_finite()) {
+            return Err(FeatureError::InvalidValue {
+                table: "traffic_patterns",
+                column: "requests_per_second",
+                key: format!("service {service_id} at {timestamp}"),
+                value: requests,
+                rule: "use a finite rate, 0 or more",
+            });
+        }
         let key = (service_id, origin, timestamp.div_euclid(86_400));
         if current != Some(key) {
             flush(current, &mut day_hours);
@@ -367,7 +730,11 @@ impl HostHours {
     }
 }
 
-fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
+/// The matrix, with the estimated CPU time per request and idle processing time of each
+/// service.
+type Assembled = (LatencyMatrix, HashMap<i64, f64>, HashMap<i64, f64>);
+
+fn assemble(inputs: &Inputs) -> Result<Assembled, FeatureError> {
     let mut hosts: DayHosts = HashMap::new();
     for (index, placement) in inputs.placements.iter().enumerate() {
         hosts
@@ -386,7 +753,7 @@ fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
         hours[index].stretch =
             hourly_stretch(placement, service, per_request, &hours[index].routed);
     }
-    estimate_call_waits(inputs, &hosts, &mut hours)?;
+    let idle_ms = estimate_call_waits(inputs, &hosts, &mut hours)?;
 
     let columns = FEATURE_NAMES.len();
     let mut features = Vec::with_capacity(inputs.placements.len() * columns);
@@ -432,7 +799,7 @@ fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
         ]);
     }
 
-    Ok(LatencyMatrix {
+    let matrix = LatencyMatrix {
         feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
         features,
         target_ms: inputs.placements.iter().map(|p| p.latency_ms).collect(),
@@ -444,7 +811,8 @@ fn assemble(inputs: &Inputs) -> Result<LatencyMatrix, FeatureError> {
             .iter()
             .map(|p| inputs.regions[p.region].clone())
             .collect(),
-    })
+    };
+    Ok((matrix, cpu_ms, idle_ms))
 }
 
 /// Routes each day's users to their nearest host, as latency-based routing does, and
@@ -557,7 +925,8 @@ fn estimate_call_waits(
     inputs: &Inputs,
     hosts: &DayHosts,
     hours: &mut [HostHours],
-) -> Result<(), FeatureError> {
+) -> Result<HashMap<i64, f64>, FeatureError> {
+    let mut idle = HashMap::new();
     let n = inputs.regions.len();
     let mut ids: Vec<i64> = inputs.services.keys().copied().collect();
     ids.sort_unstable();
@@ -624,8 +993,9 @@ fn estimate_call_waits(
                 host.processing[t] = idle_ms * host.stretch[t] + host.wait[t];
             }
         }
+        idle.insert(service_id, idle_ms);
     }
-    Ok(())
+    Ok(idle)
 }
 
 /// Returns the service id of a node on a cycle, for the error message.

@@ -82,7 +82,7 @@ pub enum ModelError {
         value: String,
         rule: &'static str,
     },
-    #[error("the matrix has {rows} rows; {purpose} needs at least {needed}")]
+    #[error("{rows} rows are too few for {purpose} (at least {needed})")]
     TooFewRows {
         rows: usize,
         needed: usize,
@@ -104,6 +104,8 @@ pub enum ModelError {
     },
     #[error("LightGBM failed: {0}")]
     LightGbm(String),
+    #[error("training was interrupted; nothing was stored")]
+    Interrupted,
 }
 
 impl From<lightgbm3::Error> for ModelError {
@@ -256,7 +258,9 @@ pub fn fold_rows(rows: &[usize], folds: usize, seed: u64) -> Result<Vec<Vec<usiz
         return Err(ModelError::TooFewRows {
             rows: rows.len(),
             needed: folds,
-            purpose: format!("{folds}-fold cross-validation of the training rows"),
+            purpose: format!(
+                "{folds}-fold cross-validation, which needs a training row per fold\nhint: pass `--folds 0` to skip cross-validation, or fewer folds"
+            ),
         });
     }
     let mut order = rows.to_vec();
@@ -302,6 +306,9 @@ fn check_features(features: &[f64], names: &[String]) -> Result<(), ModelError> 
     }
     Ok(())
 }
+
+/// Batches of fewer rows than this are predicted on one thread.
+const PARALLEL_PREDICTION_ROWS: usize = 10_000;
 
 /// A trained latency model with the names of the features it reads, in order.
 pub struct LatencyModel {
@@ -364,6 +371,16 @@ impl LatencyModel {
             return Ok(Vec::new());
         }
         let columns = i32::try_from(self.feature_names.len()).expect("feature count fits in i32");
+        // Threads cost more than they save on the small batches the optimizer predicts.
+        let rows = features.len() / self.feature_names.len();
+        if rows < PARALLEL_PREDICTION_ROWS {
+            return Ok(self.booster.predict_with_params(
+                features,
+                columns,
+                true,
+                "num_threads=1",
+            )?);
+        }
         Ok(self.booster.predict(features, columns, true)?)
     }
 
@@ -445,11 +462,12 @@ pub struct TrainReport {
 }
 
 /// Splits, cross-validates, trains on the training rows and scores on the test rows.
-/// `on_fit` is called before each fit with the fit's label, for progress.
+/// `on_fit` is called before each fit with the fit's label, for progress, and returns
+/// `false` to stop.
 pub fn train(
     matrix: &LatencyMatrix,
     settings: &TrainSettings,
-    mut on_fit: impl FnMut(&str),
+    mut on_fit: impl FnMut(&str) -> bool,
 ) -> Result<(LatencyModel, TrainReport), ModelError> {
     settings.validate()?;
     check_finite(matrix)?;
@@ -460,7 +478,9 @@ pub fn train(
     if settings.folds > 0 {
         let folds = fold_rows(&split.train, settings.folds, settings.seed)?;
         for (k, held_out) in folds.iter().enumerate() {
-            on_fit(&format!("fold {}/{}", k + 1, settings.folds));
+            if !on_fit(&format!("fold {}/{}", k + 1, settings.folds)) {
+                return Err(ModelError::Interrupted);
+            }
             let fit_rows: Vec<usize> = folds
                 .iter()
                 .enumerate()
@@ -474,7 +494,9 @@ pub fn train(
         }
     }
 
-    on_fit("final model");
+    if !on_fit("final model") {
+        return Err(ModelError::Interrupted);
+    }
     let model = LatencyModel::fit(matrix, &split.train, hyperparameters, settings.seed)?;
     let predicted = model.predict_rows(matrix, &split.test)?;
     let actual: Vec<f64> = split.test.iter().map(|&r| matrix.target_ms[r]).collect();

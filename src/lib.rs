@@ -7,6 +7,7 @@
 //! [`latency_model`] (gradient-boosted trees). The binary's commands live in [`commands`].
 
 pub mod catalog;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod features;
@@ -14,5 +15,7 @@ pub mod generate;
 pub mod interrupt;
 pub mod latency_model;
 mod lightgbm_log;
+pub mod optimize;
+pub mod output;
 pub mod simulate;
 pub mod store;

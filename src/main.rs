@@ -25,6 +25,7 @@ fn main() {
         Command::Regions(args) => commands::regions::run(args),
         Command::Generate(args) => commands::generate::run(&cli, args).map(|_| ()),
         Command::Train(args) => commands::train::run(&cli, args),
+        Command::Optimize(args) => commands::optimize::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
     };
     if let Err(error) = result {

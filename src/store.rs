@@ -156,6 +156,27 @@ CREATE TABLE IF NOT EXISTS model_predictions (
     oracle_ms    REAL,                   -- the world model's noise-free latency
     PRIMARY KEY (model_id, service_id, date, region)
 ) WITHOUT ROWID;
+-- Placement plans: the optimizer's and the baselines', scored the same way.
+CREATE TABLE IF NOT EXISTS plans (
+    plan_id             INTEGER PRIMARY KEY,
+    run_id              INTEGER NOT NULL REFERENCES runs(run_id),
+    kind                TEXT NOT NULL,   -- optimizer, random, heuristic, greedy
+    objective           REAL NOT NULL,   -- USD per month, latency weighted by lambda
+    monthly_cost_usd    REAL NOT NULL,   -- predicted instances and transfer
+    weighted_latency_ms REAL NOT NULL,   -- predicted, weighted by demand
+    world               TEXT NOT NULL,   -- JSON: the plan measured in the world model
+    solver              TEXT             -- JSON: HiGHS status, objective, bound, gap
+);
+CREATE TABLE IF NOT EXISTS plan_hosts (
+    plan_id              INTEGER NOT NULL REFERENCES plans(plan_id),
+    service_id           INTEGER NOT NULL,
+    region               TEXT NOT NULL,
+    instances            INTEGER NOT NULL,
+    routed_share         REAL NOT NULL,  -- share of the service's demand routed here
+    predicted_latency_ms REAL NOT NULL,
+    monthly_cost_usd     REAL NOT NULL,
+    PRIMARY KEY (plan_id, service_id, region)
+) WITHOUT ROWID;
 ";
 
 /// Indexes built after the bulk load, for the queries of the later stages.
@@ -198,7 +219,7 @@ pub enum StoreError {
         "the directory of `{path}` does not exist\nhint: create it first, or pass another `--db`"
     )]
     MissingDirectory { path: PathBuf },
-    #[error("`{path}` is in use by another process (another `placewise generate`, or a program with the database open)\nhint: wait for it to finish, or pass another `--db`")]
+    #[error("`{path}` is in use by another process (another placewise command that writes it, or a program with the database open)\nhint: wait for it to finish, or pass another `--db`")]
     InUse { path: PathBuf },
 }
 
@@ -393,6 +414,18 @@ fn fold_sidecars(path: &Path, resolved: &Path) -> Result<(), StoreError> {
                 row.get::<_, String>(0)
             })
             .map_err(busy)?;
+        // A writer killed as it finished can leave a journal whose header is zeroed: not
+        // hot, so SQLite ignores it but does not delete it. Holding the exclusive lock,
+        // with any hot journal already rolled back by that lock, such a file is stale.
+        connection.execute_batch("BEGIN EXCLUSIVE").map_err(busy)?;
+        let journal = &sidecars[2];
+        if journal.exists() {
+            std::fs::remove_file(journal).map_err(|source| StoreError::Unwritable {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        connection.execute_batch("COMMIT").map_err(busy)?;
         connection.close().map_err(|(_, e)| busy(e))?;
     }
     if sidecars.iter().any(|p| p.exists()) {
@@ -405,8 +438,18 @@ fn fold_sidecars(path: &Path, resolved: &Path) -> Result<(), StoreError> {
 
 /// Opens an existing placewise database and checks its identity and version.
 pub fn open_existing(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    if !path.exists() {
+    let Ok(metadata) = std::fs::metadata(path) else {
         return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    };
+    if metadata.is_dir() {
+        return Err(StoreError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    if !metadata.is_file() {
+        return Err(StoreError::NotRegularFile {
             path: path.to_path_buf(),
         });
     }
@@ -461,13 +504,15 @@ pub fn open_for_results(target: &Target) -> Result<Connection, StoreError> {
     let version: i32 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(sqlite)?;
-    if version < SCHEMA_VERSION {
-        connection
-            .execute_batch(&format!(
-                "BEGIN; {RESULTS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(sqlite)?;
-    }
+    // `IF NOT EXISTS` makes this a no-op on a current file.
+    let upgrade = if version < SCHEMA_VERSION {
+        format!("PRAGMA user_version = {SCHEMA_VERSION};")
+    } else {
+        String::new()
+    };
+    connection
+        .execute_batch(&format!("BEGIN; {RESULTS_SCHEMA} {upgrade} COMMIT;"))
+        .map_err(sqlite)?;
     Ok(connection)
 }
 

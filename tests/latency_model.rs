@@ -29,7 +29,7 @@ fn trained() -> &'static Trained {
             .expect("the fleet opens");
         let matrix = features::latency_matrix(&connection).expect("the matrix builds");
         let (model, report) =
-            latency_model::train(&matrix, &TrainSettings::default(), |_| {}).expect("trains");
+            latency_model::train(&matrix, &TrainSettings::default(), |_| true).expect("trains");
         let model_text = model.to_text().expect("the model saves");
         Trained {
             matrix,
@@ -166,7 +166,7 @@ fn small_settings() -> TrainSettings {
 #[test]
 fn constant_feature_gets_no_gain() {
     let matrix = small_matrix(200);
-    let (_, report) = latency_model::train(&matrix, &small_settings(), |_| {}).unwrap();
+    let (_, report) = latency_model::train(&matrix, &small_settings(), |_| true).unwrap();
     assert_eq!(report.importance_gain[1], 0.0);
     assert!(report.importance_gain[0] > 0.0);
 }
@@ -176,7 +176,7 @@ fn constant_target_trains_a_constant_model_without_r2() {
     let mut matrix = small_matrix(100);
     matrix.target_ms = vec![25.0; 100];
     matrix.oracle_ms = vec![25.0; 100];
-    let (model, report) = latency_model::train(&matrix, &small_settings(), |_| {}).unwrap();
+    let (model, report) = latency_model::train(&matrix, &small_settings(), |_| true).unwrap();
     assert_eq!(report.test.r2, None);
     assert!(report.test.rmse < 1e-9, "RMSE {}", report.test.rmse);
     let predicted = model.predict(&[1.0, 7.0, 99.0, 7.0]).unwrap();
@@ -191,7 +191,7 @@ fn non_finite_feature_is_rejected_with_its_column_and_row() {
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let mut matrix = small_matrix(50);
         matrix.features[2 * 17 + 1] = bad;
-        let error = latency_model::train(&matrix, &small_settings(), |_| {}).unwrap_err();
+        let error = latency_model::train(&matrix, &small_settings(), |_| true).unwrap_err();
         match &error {
             ModelError::NonFiniteFeature { column, row, .. } => {
                 assert_eq!((column.as_str(), *row), ("b", 17));
@@ -209,7 +209,7 @@ fn non_finite_feature_is_rejected_with_its_column_and_row() {
 fn non_finite_target_is_rejected_with_its_row() {
     let mut matrix = small_matrix(50);
     matrix.target_ms[3] = f64::NAN;
-    let error = latency_model::train(&matrix, &small_settings(), |_| {}).unwrap_err();
+    let error = latency_model::train(&matrix, &small_settings(), |_| true).unwrap_err();
     assert!(
         matches!(error, ModelError::NonFiniteTarget { row: 3, .. }),
         "{error:?}"
@@ -219,7 +219,7 @@ fn non_finite_target_is_rejected_with_its_row() {
 #[test]
 fn prediction_rejects_what_training_rejects() {
     let matrix = small_matrix(100);
-    let (model, _) = latency_model::train(&matrix, &small_settings(), |_| {}).unwrap();
+    let (model, _) = latency_model::train(&matrix, &small_settings(), |_| true).unwrap();
     let error = model.predict(&[1.0, f64::NAN]).unwrap_err();
     assert!(
         matches!(error, ModelError::NonFiniteFeature { row: 0, .. }),
@@ -239,7 +239,7 @@ fn fewer_rows_than_folds_is_an_error_naming_both() {
         folds: 10,
         ..small_settings()
     };
-    let error = latency_model::train(&matrix, &settings, |_| {}).unwrap_err();
+    let error = latency_model::train(&matrix, &settings, |_| true).unwrap_err();
     assert!(
         matches!(
             error,
@@ -257,7 +257,7 @@ fn fewer_rows_than_folds_is_an_error_naming_both() {
 #[test]
 fn single_row_cannot_be_split() {
     let matrix = small_matrix(1);
-    let error = latency_model::train(&matrix, &small_settings(), |_| {}).unwrap_err();
+    let error = latency_model::train(&matrix, &small_settings(), |_| true).unwrap_err();
     assert!(
         matches!(
             error,

@@ -196,3 +196,157 @@ fn database_without_history_is_explained() {
         stderr(&output)
     );
 }
+
+#[test]
+fn damaged_databases_are_named_not_panicked_on() {
+    let directory = tempfile::tempdir().unwrap();
+    let clean = generate(directory.path(), "clean.db", &SMALL);
+    for (damage, expected) in [
+        (
+            "DELETE FROM services WHERE service_id = 3",
+            "service 3, which is not in `services`",
+        ),
+        (
+            "UPDATE service_placement SET latency_ms = 'fast' WHERE service_id = 2",
+            "column `latency_ms` holds a text value",
+        ),
+        (
+            "UPDATE service_placement SET latency_ms = -500 WHERE service_id = 2",
+            "service_placement.latency_ms = -500",
+        ),
+        (
+            "UPDATE service_placement SET cpu_utilization = 50 WHERE service_id = 2",
+            "service_placement.cpu_utilization = 50",
+        ),
+        (
+            "UPDATE regional_latency SET rtt_ms = -50 WHERE date = '2025-01-07'",
+            "regional_latency.rtt_ms = -50",
+        ),
+        (
+            "UPDATE service_placement SET region = 'mars-1' WHERE service_id = 2 AND date = '2025-01-06' AND region = (SELECT MIN(region) FROM service_placement WHERE service_id = 2 AND date = '2025-01-06')",
+            "region `mars-1`",
+        ),
+    ] {
+        let db = directory.path().join("damaged.db");
+        std::fs::copy(&clean, &db).unwrap();
+        let connection = Connection::open(&db).unwrap();
+        connection
+            .execute_batch(&format!("PRAGMA foreign_keys = OFF; {damage}"))
+            .unwrap_or_else(|e| panic!("{damage}: {e}"));
+        drop(connection);
+        let output = train(&db, &directory.path().join("out"), &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{damage}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{damage}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn outputs_that_are_not_files_are_left_alone() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = generate(directory.path(), "fleet.db", &SMALL);
+    let occupied = directory.path().join("occupied");
+    std::fs::create_dir(&occupied).unwrap();
+    let output = train(
+        &db,
+        &directory.path().join("out"),
+        &["--export-matrix", occupied.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("is not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(occupied.is_dir());
+    assert!(!directory
+        .path()
+        .join("out")
+        .join("latency_model.txt")
+        .exists());
+
+    // A symbolic link is written through, and stays a link.
+    let link = directory.path().join("link.csv");
+    std::os::unix::fs::symlink("target.csv", &link).unwrap();
+    let output = train(
+        &db,
+        &directory.path().join("out"),
+        &["--folds", "0", "--export-matrix", link.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(link.is_symlink());
+    let text = std::fs::read_to_string(directory.path().join("target.csv")).unwrap();
+    assert!(text.starts_with("service_id,date,region"));
+}
+
+#[test]
+fn too_few_rows_for_the_folds_suggests_fewer() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "2", "--days", "3"],
+    );
+    let output = train(&db, &directory.path().join("out"), &["--folds", "100"]);
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(message.contains("100-fold cross-validation"), "{message}");
+    assert!(message.contains("hint: pass `--folds 0`"), "{message}");
+    let output = train(&db, &directory.path().join("out"), &["--folds", "0"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn interrupted_training_stores_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "300", "--days", "30"],
+    );
+    let out = directory.path().join("out");
+    let child = common::binary()
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "train",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the training has begun, then send one Ctrl-C.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(!out.join("latency_model.txt").exists());
+    let models: i64 = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'models'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    if models > 0 {
+        let stored: i64 = Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM models", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(stored, 0);
+    }
+}

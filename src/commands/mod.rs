@@ -1,14 +1,17 @@
 //! The binary's commands, one module per verb, and the exit codes they map to.
 
 pub mod generate;
+pub mod optimize;
 pub mod regions;
 pub mod run;
 pub mod train;
 
 use crate::catalog::CatalogError;
+use crate::check::WorldError;
 use crate::features::FeatureError;
 use crate::generate::GenerateError;
 use crate::latency_model::ModelError;
+use crate::optimize::OptimizeError;
 use crate::store::StoreError;
 
 /// Exit code of a failure that is not the input's fault (I/O, SQLite).
@@ -27,9 +30,30 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
         if cause.downcast_ref::<CatalogError>().is_some() {
             return EXIT_INVALID_INPUT;
         }
+        if let Some(error) = cause.downcast_ref::<crate::output::OutputError>() {
+            return match error {
+                crate::output::OutputError::Io { .. } => EXIT_FAILURE,
+                crate::output::OutputError::Interrupted { .. } => EXIT_INTERRUPTED,
+                _ => EXIT_INVALID_INPUT,
+            };
+        }
         if let Some(error) = cause.downcast_ref::<ModelError>() {
             return match error {
                 ModelError::LightGbm(_) => EXIT_FAILURE,
+                ModelError::Interrupted => EXIT_INTERRUPTED,
+                _ => EXIT_INVALID_INPUT,
+            };
+        }
+        if let Some(error) = cause.downcast_ref::<OptimizeError>() {
+            return match error {
+                OptimizeError::Solver { .. } | OptimizeError::Model(_) => EXIT_FAILURE,
+                OptimizeError::Interrupted => EXIT_INTERRUPTED,
+                _ => EXIT_INVALID_INPUT,
+            };
+        }
+        if let Some(error) = cause.downcast_ref::<WorldError>() {
+            return match error {
+                WorldError::Sqlite(_) => EXIT_FAILURE,
                 _ => EXIT_INVALID_INPUT,
             };
         }

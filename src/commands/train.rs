@@ -12,7 +12,9 @@ use tracing::info;
 use crate::cli::{Cli, ModelArgs, TrainArgs};
 use crate::commands::write_stdout;
 use crate::features::{self, LatencyMatrix};
+use crate::interrupt;
 use crate::latency_model::{self, Hyperparameters, ModelError, TrainReport, TrainSettings};
+use crate::output;
 use crate::store::{self, RunRecord};
 
 /// File name of the model within the output directory.
@@ -97,7 +99,8 @@ pub fn settings(args: &ModelArgs, seed: u64) -> Result<TrainSettings, ModelError
             learning_rate: args.learning_rate,
             num_leaves: whole(
                 "num-leaves",
-                args.num_leaves,
+                args.num_leaves
+                    .unwrap_or_else(|| 31.min(1i64 << args.max_depth.clamp(1, 30))),
                 2,
                 131_072,
                 "use 2 to 2^max_depth (and at most 131072)",
@@ -126,6 +129,10 @@ pub fn settings(args: &ModelArgs, seed: u64) -> Result<TrainSettings, ModelError
 }
 
 /// Trains on the database of `cli` and stores the model; `run` shares it.
+///
+/// The output paths are checked and the writer's lock taken before any work, the matrix is
+/// exported before training (so that a matrix that fails training can still be read), and
+/// the model file is renamed into place only after the database holds the model.
 pub fn train_and_store(
     cli: &Cli,
     args: &ModelArgs,
@@ -134,6 +141,18 @@ pub fn train_and_store(
 ) -> Result<TrainOutcome> {
     let settings = settings(args, cli.seed)?;
     let mut timings = Timings::default();
+    // Fail on a missing, foreign or locked database before touching any output.
+    drop(store::open_existing(
+        &cli.db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?);
+    output::ensure_directory(&args.out)?;
+    let model_path = args.out.join(MODEL_FILE);
+    output::check_file(&model_path)?;
+    if let Some(path) = export_matrix {
+        output::check_file(path)?;
+    }
+    let target = store::Target::acquire(&cli.db)?;
 
     let started = Instant::now();
     // One thread reads this connection, so SQLite's per-call mutex is not needed; it cost
@@ -156,35 +175,26 @@ pub fn train_and_store(
         seconds = format!("{:.2}", timings.features_seconds),
         "training matrix built"
     );
-
-    let started = Instant::now();
-    let (model, report) = latency_model::train(&matrix, &settings, |step| {
-        info!(step, "fitting");
-    })?;
-    timings.training_seconds = started.elapsed().as_secs_f64();
-
     if let Some(path) = export_matrix {
-        write_atomically(path, |out| {
-            features::write_csv(&matrix, Some(&report.split.test), out)
-        })
-        .with_context(|| format!("cannot write the matrix to `{}`", path.display()))?;
+        let split =
+            latency_model::split_rows(matrix.rows(), settings.test_fraction, settings.seed)?;
+        output::write_atomically(path, |out| {
+            features::write_csv(&matrix, Some(&split.test), out)
+        })?;
         info!(path = %path.display(), "training matrix written");
     }
 
     let started = Instant::now();
+    let (model, report) = latency_model::train(&matrix, &settings, |step| {
+        info!(step, "fitting");
+        !interrupt::requested()
+    })?;
+    timings.training_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
     use std::io::Write;
     let text = model.to_text()?;
-    std::fs::create_dir_all(&args.out).with_context(|| {
-        format!(
-            "cannot create the output directory `{}`",
-            args.out.display()
-        )
-    })?;
-    let model_path = args.out.join(MODEL_FILE);
-    write_atomically(&model_path, |out| out.write_all(text.as_bytes()))
-        .with_context(|| format!("cannot write the model to `{}`", model_path.display()))?;
-
-    let target = store::Target::acquire(&cli.db)?;
+    let staged = output::stage(&model_path, |out| out.write_all(text.as_bytes()))?;
     let mut connection = store::open_for_results(&target)?;
     let run = RunRecord {
         command: command.to_string(),
@@ -203,8 +213,12 @@ pub fn train_and_store(
         record_timings: cli.record_timings,
     };
     let summary = summarize(&matrix, &report, &settings, &model_path);
+    if interrupt::requested() {
+        return Err(ModelError::Interrupted.into());
+    }
     let (run_id, model_id) = store_model(&mut connection, &run, &matrix, &report, &summary, &text)
         .with_context(|| format!("cannot store the model in `{}`", cli.db.display()))?;
+    staged.publish()?;
     timings.store_seconds = started.elapsed().as_secs_f64();
     Ok(TrainOutcome {
         latency_model: LatencySummary {
@@ -324,31 +338,6 @@ fn store_model(
     }
     transaction.commit()?;
     Ok((run_id, model_id))
-}
-
-/// Writes a file through a temporary file in the same directory, renamed over the target
-/// only when complete, so that a failure never leaves a half-written file.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    use std::io::Write;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let temporary = tempfile::Builder::new()
-        .prefix(".placewise-")
-        .suffix(".partial")
-        .tempfile_in(directory)?;
-    {
-        let mut out = std::io::BufWriter::new(temporary.as_file());
-        write(&mut out)?;
-        out.flush()?;
-    }
-    temporary.as_file().sync_all()?;
-    temporary.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Formats the metrics beside the baselines, and the features of highest gain.

@@ -1,0 +1,1039 @@
+//! The placement plan: a mixed-integer program solved by HiGHS, three baselines scored by
+//! the same functions, and a checker that verifies any plan on its own.
+//!
+//! For each service the program chooses hosting regions `y_r` (binary), sends each origin's
+//! traffic to a host (`x_or`, the share of origin `o` served in `r`) and sizes each host
+//! (`n_r` instances, integer). Latency-based routing is kept by closest-assignment rows:
+//! when `r` hosts the service, no origin goes to a host farther than `r`. The monthly
+//! objective is
+//!
+//! ```text
+//!   sum_r n_r x price(s, r)                       instance-months
+//! + sum_or x_or x mean_demand_o x transfer(s, r)  dependency responses crossing regions
+//! + lambda x sum_or x_or x mean_demand_o / fleet_demand x latency(s, o, r)
+//! ```
+//!
+//! where `latency(s, o, r)` is the latency model's prediction for users of `o` served in
+//! `r`. A host runs at most at the target utilization in its peak:
+//! `n_r x capacity x target >= sum_o x_or x peak_demand_o`. Callers are solved after their callees, so a host's
+//! dependency calls go to where the callees' plans put them. Without a CPU capacity per
+//! region no constraint couples services, and each is solved alone; with one, the fleet is
+//! one program whose dependency terms take the callees' hosts from the uncoupled plans.
+
+use std::collections::HashMap;
+
+use highs::{HighsModelStatus, RowProblem, Sense};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::features::{self, CandidateCall, CandidateHost, FleetSummary};
+use crate::latency_model::LatencyModel;
+use crate::simulate::HOURS_PER_MONTH;
+
+/// Settings of the program, with their units.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OptimizeSettings {
+    /// USD per month that one ms of fleet traffic-weighted mean latency is worth.
+    pub lambda_usd_per_ms: f64,
+    /// Peak-hour CPU utilization that hosts are sized for, in (0, 1].
+    pub target_utilization: f64,
+    pub min_replicas: usize,
+    pub max_replicas: usize,
+    /// Highest routed latency, in ms, that any origin of a latency-critical service may
+    /// see; `None` for no bound.
+    pub slo_ms: Option<f64>,
+    /// vCPUs available to the fleet in each region; `None` for no limit.
+    pub capacity_vcpus: Option<f64>,
+    /// Seconds HiGHS may spend on one program.
+    pub time_limit_seconds: f64,
+    /// Relative gap at which HiGHS stops.
+    pub mip_gap: f64,
+}
+
+impl Default for OptimizeSettings {
+    fn default() -> Self {
+        OptimizeSettings {
+            lambda_usd_per_ms: 1000.0,
+            target_utilization: 0.6,
+            min_replicas: 2,
+            max_replicas: 5,
+            slo_ms: None,
+            capacity_vcpus: None,
+            time_limit_seconds: 60.0,
+            mip_gap: 1e-6,
+        }
+    }
+}
+
+/// Errors of the optimizer.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum OptimizeError {
+    #[error("--{setting} {value} is invalid: {rule}")]
+    InvalidSetting {
+        setting: &'static str,
+        value: String,
+        rule: &'static str,
+    },
+    #[error("service `{service}` cannot meet `{constraint}`: {reason}")]
+    Infeasible {
+        service: String,
+        constraint: String,
+        reason: String,
+    },
+    #[error("the fleet cannot meet `{constraint}`: {reason}")]
+    FleetInfeasible { constraint: String, reason: String },
+    #[error("HiGHS failed on {what}: {status}")]
+    Solver { what: String, status: String },
+    #[error("the latency model failed")]
+    Model(#[from] crate::latency_model::ModelError),
+    #[error("optimization was interrupted; nothing was stored")]
+    Interrupted,
+}
+
+impl OptimizeSettings {
+    pub fn validate(&self, regions: usize) -> Result<(), OptimizeError> {
+        let invalid = |setting, value: String, rule| {
+            Err(OptimizeError::InvalidSetting {
+                setting,
+                value,
+                rule,
+            })
+        };
+        if !(self.lambda_usd_per_ms >= 0.0 && self.lambda_usd_per_ms.is_finite()) {
+            return invalid(
+                "lambda",
+                self.lambda_usd_per_ms.to_string(),
+                "use a finite number of USD per ms, 0 or more",
+            );
+        }
+        if !(self.target_utilization > 0.0 && self.target_utilization <= 1.0) {
+            return invalid(
+                "target-utilization",
+                self.target_utilization.to_string(),
+                "use a number in (0, 1]",
+            );
+        }
+        if self.min_replicas == 0 || self.min_replicas > regions {
+            return invalid(
+                "min-replicas",
+                self.min_replicas.to_string(),
+                "use 1 to the number of regions",
+            );
+        }
+        if self.max_replicas < self.min_replicas {
+            return invalid(
+                "max-replicas",
+                self.max_replicas.to_string(),
+                "use at least --min-replicas",
+            );
+        }
+        if let Some(slo) = self.slo_ms {
+            if !(slo > 0.0 && slo.is_finite()) {
+                return invalid("slo-ms", slo.to_string(), "use a positive number of ms");
+            }
+        }
+        if let Some(capacity) = self.capacity_vcpus {
+            if !(capacity > 0.0 && capacity.is_finite()) {
+                return invalid(
+                    "capacity-vcpus",
+                    capacity.to_string(),
+                    "use a positive number of vCPUs",
+                );
+            }
+        }
+        if self.time_limit_seconds.is_nan() || self.time_limit_seconds <= 0.0 {
+            return invalid(
+                "time-limit",
+                self.time_limit_seconds.to_string(),
+                "use a positive number of seconds",
+            );
+        }
+        if !(self.mip_gap >= 0.0 && self.mip_gap < 1.0) {
+            return invalid(
+                "mip-gap",
+                self.mip_gap.to_string(),
+                "use a number in [0, 1)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the program needs besides the telemetry summary and the model.
+#[derive(Debug, Clone)]
+pub struct Market {
+    /// Service names, in the summary's order.
+    pub names: Vec<String>,
+    /// USD per hour of one m5.large in each region.
+    pub usd_per_hour: Vec<f64>,
+    /// USD per GB from each region to each other, row-major, source row.
+    pub transfer_usd_per_gb: Vec<f64>,
+    /// Size of one response of each service to a caller, in KB (1,000 bytes).
+    pub call_response_kb: Vec<f64>,
+    /// Regions each service may run in; all when `None`.
+    pub allowed: Vec<Option<Vec<bool>>>,
+}
+
+/// One hosting region of a planned service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedHost {
+    pub region: usize,
+    pub instances: u32,
+    /// Share of the service's demand routed here.
+    pub routed_share: f64,
+    /// Predicted demand-weighted latency of the users routed here, in ms.
+    pub predicted_latency_ms: f64,
+    /// Instances and transfer, in USD per month.
+    pub monthly_cost_usd: f64,
+}
+
+/// A placement of every service, with how it scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub hosts: Vec<Vec<PlannedHost>>,
+    pub score: PlanScore,
+}
+
+/// A plan's objective and its two parts, all from the same functions for every plan.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlanScore {
+    pub objective: f64,
+    pub monthly_cost_usd: f64,
+    /// Predicted latency, weighted by mean demand over services and origins, in ms.
+    pub weighted_latency_ms: f64,
+}
+
+/// HiGHS's account of a solve, summed over the programs solved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SolverReport {
+    pub status: String,
+    pub objective: f64,
+    /// The proven lower bound on the objective.
+    pub bound: f64,
+    /// `(objective - bound) / objective`.
+    pub gap: f64,
+    pub programs: usize,
+    /// `per service` or `fleet`.
+    pub decomposition: String,
+}
+
+/// The per-service data of the program: every coefficient is fixed before the solve.
+#[derive(Debug, Clone)]
+struct ServiceTerms {
+    /// Predicted latency in ms of users of origin `o` served in `r`, row-major `o x r`.
+    latency: Vec<f64>,
+    /// USD per month per request per second routed to `r`, for dependency responses.
+    transfer: Vec<f64>,
+    /// USD per month of one instance in `r`.
+    instance_month: Vec<f64>,
+    /// Requests per second one instance serves at the target utilization.
+    instance_rps: f64,
+    /// Processing time in ms at `r` with dependency calls, for this service's callers.
+    processing: Vec<f64>,
+    /// Mean utilization a host of this service runs at.
+    utilization: f64,
+    allowed: Vec<bool>,
+}
+
+/// Everything needed to score and solve.
+pub struct Optimizer<'a> {
+    pub summary: &'a FleetSummary,
+    pub market: &'a Market,
+    pub model: &'a LatencyModel,
+    pub settings: OptimizeSettings,
+    /// Total mean demand of the fleet, in requests per second.
+    fleet_demand: f64,
+    /// Services with every callee before its callers.
+    order: Vec<usize>,
+}
+
+impl<'a> Optimizer<'a> {
+    pub fn new(
+        summary: &'a FleetSummary,
+        market: &'a Market,
+        model: &'a LatencyModel,
+        settings: OptimizeSettings,
+    ) -> Result<Self, OptimizeError> {
+        settings.validate(summary.regions.len())?;
+        let callees: Vec<&[usize]> = summary
+            .services
+            .iter()
+            .map(|s| s.dependencies.as_slice())
+            .collect();
+        let order = crate::simulate::call_graph_order(&callees).map_err(|error| {
+            OptimizeError::FleetInfeasible {
+                constraint: "an acyclic call graph".to_string(),
+                reason: error.to_string(),
+            }
+        })?;
+        let fleet_demand = summary
+            .services
+            .iter()
+            .map(|s| s.mean_demand.iter().sum::<f64>())
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        Ok(Optimizer {
+            summary,
+            market,
+            model,
+            settings,
+            fleet_demand,
+            order,
+        })
+    }
+
+    fn regions(&self) -> usize {
+        self.summary.regions.len()
+    }
+
+    fn rtt(&self, from: usize, to: usize) -> f64 {
+        self.summary.mean_rtt_ms[from * self.regions() + to]
+    }
+
+    /// Returns the host in `hosts` nearest to `from`; ties go to the lower region index,
+    /// as in the world model.
+    fn nearest(&self, from: usize, hosts: &[usize]) -> usize {
+        let mut best = hosts[0];
+        for &host in &hosts[1..] {
+            let (a, b) = (self.rtt(from, host), self.rtt(from, best));
+            if a < b || (a == b && host < best) {
+                best = host;
+            }
+        }
+        best
+    }
+
+    /// Builds the coefficients of `service`, with its callees hosted as in `plan`.
+    fn terms(
+        &self,
+        service: usize,
+        plan: &[Vec<usize>],
+        processing: &[Vec<f64>],
+        utilization: &[f64],
+    ) -> Result<ServiceTerms, OptimizeError> {
+        let regions = self.regions();
+        let summary = &self.summary.services[service];
+        let total_mean: f64 = summary.mean_demand.iter().sum();
+        let total_peak: f64 = summary.peak_demand.iter().sum();
+        let target = self.settings.target_utilization;
+        let cpu_ms = if summary.cpu_ms_per_request.is_finite() {
+            summary.cpu_ms_per_request
+        } else {
+            1.0
+        };
+        let instance_rps = summary.cores * 1000.0 / cpu_ms * target;
+        // A host of the plan carries a share of the demand at the target utilization in
+        // its peak hour, so its utilization follows the daily profile below that.
+        let profile_peak = summary.daily_profile.iter().copied().fold(0.0, f64::max);
+        let cap = crate::simulate::UTILIZATION_CAP;
+        let (mut weighted, mut weight, mut mean_util) = (0.0, 0.0, 0.0);
+        for &hour in &summary.daily_profile {
+            let rho = if profile_peak > 0.0 {
+                target * hour / profile_peak
+            } else {
+                0.0
+            };
+            weighted += hour / (1.0 - rho.min(cap));
+            weight += hour;
+            mean_util += rho / 24.0;
+        }
+        let stretch = if weight > 0.0 { weighted / weight } else { 1.0 };
+        let share = 1.0 / self.settings.min_replicas as f64;
+        let routed_rps = total_mean * share;
+        let instances = (total_peak * share / instance_rps).ceil().max(1.0);
+
+        let price_units = (summary.cores / crate::catalog::PRICED_INSTANCE_VCPUS)
+            .max(summary.memory_mb / crate::catalog::PRICED_INSTANCE_MEMORY_MB);
+        let mut latency = vec![0.0; regions * regions];
+        let mut transfer = vec![0.0; regions];
+        let mut instance_month = vec![0.0; regions];
+        let mut processing_at = vec![0.0; regions];
+        let mut rows = Vec::with_capacity(regions * regions * self.model.feature_names().len());
+        for r in 0..regions {
+            instance_month[r] = self.market.usd_per_hour[r] * price_units * HOURS_PER_MONTH;
+            let mut calls = Vec::new();
+            let mut transfer_per_rps = 0.0;
+            let mut wait = 0.0f64;
+            for &dependency in &summary.dependencies {
+                let callee_host = self.nearest(r, &plan[dependency]);
+                let rtt = self.rtt(r, callee_host);
+                let callee_processing = processing[dependency][callee_host];
+                calls.push(CandidateCall {
+                    rtt_ms: rtt,
+                    callee_processing_ms: callee_processing,
+                    callee_utilization: utilization[dependency],
+                });
+                wait = wait.max(rtt + callee_processing);
+                if callee_host != r {
+                    let gb_per_rps_month = 3600.0
+                        * HOURS_PER_MONTH
+                        * self.market.call_response_kb[dependency]
+                        * 1000.0
+                        / 1e9;
+                    transfer_per_rps += gb_per_rps_month
+                        * self.market.transfer_usd_per_gb[callee_host * regions + r];
+                }
+            }
+            transfer[r] = transfer_per_rps;
+            processing_at[r] = summary.idle_processing_ms * stretch + wait;
+            for o in 0..regions {
+                let host = CandidateHost {
+                    instances,
+                    routed_rps,
+                    mean_utilization: mean_util,
+                    peak_utilization: target.min(1.0),
+                    queueing_stretch: stretch,
+                    user_rtt_ms: self.rtt(o, r),
+                };
+                rows.extend(features::candidate_row(
+                    self.summary,
+                    summary,
+                    r,
+                    &host,
+                    &calls,
+                ));
+            }
+        }
+        let predicted = self.model.predict(&rows)?;
+        for r in 0..regions {
+            for o in 0..regions {
+                latency[o * regions + r] = predicted[r * regions + o];
+            }
+        }
+        let allowed = self.market.allowed[service]
+            .clone()
+            .unwrap_or_else(|| vec![true; regions]);
+        Ok(ServiceTerms {
+            latency,
+            transfer,
+            instance_month,
+            instance_rps,
+            processing: processing_at,
+            utilization: mean_util,
+            allowed,
+        })
+    }
+
+    /// Scores the hosts `regions` of one service: nearest routing, sizing at the target
+    /// utilization, and the objective's three parts.
+    fn score_service(
+        &self,
+        service: usize,
+        terms: &ServiceTerms,
+        hosts: &[usize],
+    ) -> (Vec<PlannedHost>, PlanScore) {
+        let regions = self.regions();
+        let summary = &self.summary.services[service];
+        let total: f64 = summary
+            .mean_demand
+            .iter()
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        let mut peak = vec![0.0; regions];
+        let mut mean = vec![0.0; regions];
+        let mut weighted_latency = vec![0.0; regions];
+        for o in 0..regions {
+            let host = self.nearest(o, hosts);
+            peak[host] += summary.peak_demand[o];
+            mean[host] += summary.mean_demand[o];
+            weighted_latency[host] += summary.mean_demand[o] * terms.latency[o * regions + host];
+        }
+        let mut planned = Vec::with_capacity(hosts.len());
+        let mut score = PlanScore {
+            objective: 0.0,
+            monthly_cost_usd: 0.0,
+            weighted_latency_ms: 0.0,
+        };
+        for &r in hosts {
+            let instances = (peak[r] / terms.instance_rps).ceil().max(1.0);
+            let cost = instances * terms.instance_month[r] + mean[r] * terms.transfer[r];
+            score.monthly_cost_usd += cost;
+            score.weighted_latency_ms += weighted_latency[r] / self.fleet_demand;
+            planned.push(PlannedHost {
+                region: r,
+                instances: instances as u32,
+                routed_share: mean[r] / total,
+                predicted_latency_ms: if mean[r] > 0.0 {
+                    weighted_latency[r] / mean[r]
+                } else {
+                    terms.latency[r * regions + r]
+                },
+                monthly_cost_usd: cost,
+            });
+        }
+        score.objective =
+            score.monthly_cost_usd + self.settings.lambda_usd_per_ms * score.weighted_latency_ms;
+        (planned, score)
+    }
+
+    /// Builds a plan by choosing each service's regions with `choose`, in call-graph order,
+    /// and scores it.
+    fn plan_with(
+        &self,
+        mut choose: impl FnMut(usize, &ServiceTerms) -> Result<Vec<usize>, OptimizeError>,
+    ) -> Result<Plan, OptimizeError> {
+        let services = self.summary.services.len();
+        let regions = self.regions();
+        let mut chosen = vec![Vec::new(); services];
+        let mut processing = vec![vec![0.0; regions]; services];
+        let mut utilization = vec![0.0; services];
+        let mut hosts = vec![Vec::new(); services];
+        let mut score = PlanScore {
+            objective: 0.0,
+            monthly_cost_usd: 0.0,
+            weighted_latency_ms: 0.0,
+        };
+        for &service in &self.order {
+            let terms = self.terms(service, &chosen, &processing, &utilization)?;
+            let mut regions_chosen = choose(service, &terms)?;
+            regions_chosen.sort_unstable();
+            let (planned, service_score) = self.score_service(service, &terms, &regions_chosen);
+            score.objective += service_score.objective;
+            score.monthly_cost_usd += service_score.monthly_cost_usd;
+            score.weighted_latency_ms += service_score.weighted_latency_ms;
+            processing[service] = terms.processing.clone();
+            utilization[service] = terms.utilization;
+            chosen[service] = regions_chosen;
+            hosts[service] = planned;
+        }
+        Ok(Plan { hosts, score })
+    }
+
+    /// The random control of the original study: two to four regions drawn per service.
+    pub fn random_plan(&self, seed: u64) -> Result<Plan, OptimizeError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let regions: Vec<usize> = (0..self.regions()).collect();
+        // Draw in service order, whatever the solve order, so the control is the same
+        // for the same seed.
+        let draws: Vec<Vec<usize>> = (0..self.summary.services.len())
+            .map(|_| {
+                let count = rng.random_range(2..=4).min(regions.len());
+                regions.choose_multiple(&mut rng, count).copied().collect()
+            })
+            .collect();
+        self.plan_with(|service, _| Ok(draws[service].clone()))
+    }
+
+    /// The original study's heuristic: latency-critical services in the two regions of
+    /// lowest mean outbound RTT, the others in their three busiest origin regions.
+    pub fn heuristic_plan(&self) -> Result<Plan, OptimizeError> {
+        let regions = self.regions();
+        let mut by_rtt: Vec<usize> = (0..regions).collect();
+        by_rtt.sort_by(|&a, &b| {
+            self.summary.avg_outbound_rtt_ms[a].total_cmp(&self.summary.avg_outbound_rtt_ms[b])
+        });
+        self.plan_with(|service, _| {
+            let summary = &self.summary.services[service];
+            if summary.latency_critical {
+                Ok(by_rtt.iter().take(2).copied().collect())
+            } else {
+                let mut busiest: Vec<usize> = (0..regions).collect();
+                busiest.sort_by(|&a, &b| summary.mean_demand[b].total_cmp(&summary.mean_demand[a]));
+                Ok(busiest.into_iter().take(3).collect())
+            }
+        })
+    }
+
+    /// Greedy: from the best single region, add the region that lowers the service's
+    /// objective most, while it lowers it or the replica floor or the SLO is not yet met.
+    pub fn greedy_plan(&self) -> Result<Plan, OptimizeError> {
+        self.plan_with(|service, terms| {
+            let mut chosen: Vec<usize> = Vec::new();
+            let mut best_objective = f64::INFINITY;
+            loop {
+                let mut best: Option<(usize, f64)> = None;
+                for r in 0..self.regions() {
+                    if !terms.allowed[r] || chosen.contains(&r) {
+                        continue;
+                    }
+                    let mut trial = chosen.clone();
+                    trial.push(r);
+                    let (_, score) = self.score_service(service, terms, &trial);
+                    if best.is_none_or(|(_, objective)| score.objective < objective) {
+                        best = Some((r, score.objective));
+                    }
+                }
+                let Some((region, objective)) = best else {
+                    break;
+                };
+                let needed = chosen.len() < self.settings.min_replicas
+                    || !self.meets_slo(service, terms, &chosen);
+                if chosen.len() >= self.settings.max_replicas
+                    || (!needed && objective >= best_objective)
+                {
+                    break;
+                }
+                chosen.push(region);
+                best_objective = objective;
+            }
+            if chosen.len() < self.settings.min_replicas {
+                return Err(self.replica_error(service, terms));
+            }
+            Ok(chosen)
+        })
+    }
+
+    fn meets_slo(&self, service: usize, terms: &ServiceTerms, hosts: &[usize]) -> bool {
+        let summary = &self.summary.services[service];
+        let Some(slo) = self.settings.slo_ms.filter(|_| summary.latency_critical) else {
+            return true;
+        };
+        if hosts.is_empty() {
+            return false;
+        }
+        let regions = self.regions();
+        (0..regions).all(|o| {
+            summary.mean_demand[o] <= 0.0
+                || terms.latency[o * regions + self.nearest(o, hosts)] <= slo
+        })
+    }
+
+    fn replica_error(&self, service: usize, terms: &ServiceTerms) -> OptimizeError {
+        let allowed: Vec<&str> = (0..self.regions())
+            .filter(|&r| terms.allowed[r])
+            .map(|r| self.summary.regions[r].as_str())
+            .collect();
+        OptimizeError::Infeasible {
+            service: self.market.names[service].clone(),
+            constraint: format!("--min-replicas {}", self.settings.min_replicas),
+            reason: format!(
+                "only {} allowed region(s): {}",
+                allowed.len(),
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        }
+    }
+
+    /// Solves the program for every service and returns the plan with HiGHS's report.
+    /// Each service is its own program, solved after its callees. Putting a whole level
+    /// of the call graph into one program of independent blocks was tried and was slower:
+    /// HiGHS branched on the blocks together and hit the time limit.
+    pub fn optimal_plan(&self) -> Result<(Plan, SolverReport), OptimizeError> {
+        let mut report = SolverReport {
+            status: "optimal".to_string(),
+            objective: 0.0,
+            bound: 0.0,
+            gap: 0.0,
+            programs: 0,
+            decomposition: "per service".to_string(),
+        };
+        let plan = self.plan_with(|service, terms| {
+            let solved = self.solve_service(service, terms)?;
+            report.objective += solved.objective;
+            report.bound += solved.bound;
+            report.programs += 1;
+            if solved.status != "optimal" {
+                report.status = solved.status.clone();
+            }
+            Ok(solved.regions)
+        })?;
+        report.gap = relative_gap(report.objective, report.bound);
+        if self.settings.capacity_vcpus.is_some() {
+            return self.fleet_plan(&plan);
+        }
+        Ok((plan, report))
+    }
+
+    /// Checks the settings that can be judged before a solve, naming the service.
+    fn precheck(&self, service: usize, terms: &ServiceTerms) -> Result<(), OptimizeError> {
+        let allowed = terms.allowed.iter().filter(|&&a| a).count();
+        if allowed < self.settings.min_replicas {
+            return Err(self.replica_error(service, terms));
+        }
+        let summary = &self.summary.services[service];
+        if let Some(slo) = self.settings.slo_ms.filter(|_| summary.latency_critical) {
+            let regions = self.regions();
+            for o in 0..regions {
+                if summary.mean_demand[o] <= 0.0 {
+                    continue;
+                }
+                let (best, region) = (0..regions)
+                    .filter(|&r| terms.allowed[r])
+                    .map(|r| (terms.latency[o * regions + r], r))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .expect("at least one region is allowed");
+                if best > slo {
+                    return Err(OptimizeError::Infeasible {
+                        service: self.market.names[service].clone(),
+                        constraint: format!("--slo-ms {slo}"),
+                        reason: format!(
+                            "users in {} see at least {best:.1} ms predicted, in {}",
+                            self.summary.regions[o], self.summary.regions[region]
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn solve_service(
+        &self,
+        service: usize,
+        terms: &ServiceTerms,
+    ) -> Result<SolvedService, OptimizeError> {
+        self.precheck(service, terms)?;
+        let mut problem = RowProblem::default();
+        let columns = self.add_service(&mut problem, service, terms, 0.0);
+        let solved = self.run(problem, &self.market.names[service])?;
+        if solved.status == "infeasible" {
+            return Err(OptimizeError::Infeasible {
+                service: self.market.names[service].clone(),
+                constraint: format!(
+                    "--slo-ms {} with --min-replicas {}",
+                    self.settings.slo_ms.unwrap_or(f64::INFINITY),
+                    self.settings.min_replicas
+                ),
+                reason: "no set of allowed regions meets the SLO for every origin under latency-based routing".to_string(),
+            });
+        }
+        let regions = columns.open_regions(&solved.values);
+        Ok(SolvedService {
+            regions,
+            objective: solved.objective,
+            bound: solved.bound,
+            status: solved.status,
+        })
+    }
+
+    /// Adds one service's columns and rows; `vcpu_price` is added to each instance's cost.
+    fn add_service(
+        &self,
+        problem: &mut RowProblem,
+        service: usize,
+        terms: &ServiceTerms,
+        vcpu_price: f64,
+    ) -> ServiceColumns {
+        let regions = self.regions();
+        let summary = &self.summary.services[service];
+        let lambda = self.settings.lambda_usd_per_ms;
+        let open: Vec<highs::Col> = (0..regions)
+            .map(|r| {
+                let upper = if terms.allowed[r] { 1.0 } else { 0.0 };
+                problem.add_integer_column(0.0, 0.0..=upper)
+            })
+            .collect();
+        let instances: Vec<highs::Col> = (0..regions)
+            .map(|r| {
+                problem
+                    .add_integer_column(terms.instance_month[r] + vcpu_price * summary.cores, 0.0..)
+            })
+            .collect();
+        let mut assign = Vec::with_capacity(regions * regions);
+        for o in 0..regions {
+            let demand = summary.mean_demand[o];
+            for r in 0..regions {
+                let cost = demand * terms.transfer[r]
+                    + lambda * demand / self.fleet_demand * terms.latency[o * regions + r];
+                assign.push(problem.add_column(cost, 0.0..=1.0));
+            }
+        }
+        for o in 0..regions {
+            problem.add_row(
+                1.0..=1.0,
+                (0..regions).map(|r| (assign[o * regions + r], 1.0)),
+            );
+            for r in 0..regions {
+                problem.add_row(..=0.0, [(assign[o * regions + r], 1.0), (open[r], -1.0)]);
+                // Latency-based routing: with r open, nothing goes farther than r.
+                let key = |k: usize| (self.rtt(o, k), k);
+                let mut row = vec![(open[r], 1.0)];
+                for k in 0..regions {
+                    if key(k).0 > key(r).0 || (key(k).0 == key(r).0 && k > r) {
+                        row.push((assign[o * regions + k], 1.0));
+                    }
+                }
+                problem.add_row(..=1.0, row);
+            }
+            if let Some(slo) = self.settings.slo_ms.filter(|_| summary.latency_critical) {
+                if summary.mean_demand[o] > 0.0 {
+                    problem.add_row(
+                        ..=slo,
+                        (0..regions)
+                            .map(|r| (assign[o * regions + r], terms.latency[o * regions + r])),
+                    );
+                }
+            }
+        }
+        let most_instances = (summary.peak_demand.iter().sum::<f64>() / terms.instance_rps)
+            .ceil()
+            .max(1.0);
+        for r in 0..regions {
+            // Sized for the routed peak at the target utilization, and one instance at least.
+            let mut row = vec![(instances[r], terms.instance_rps)];
+            for o in 0..regions {
+                row.push((assign[o * regions + r], -summary.peak_demand[o]));
+            }
+            problem.add_row(0.0.., row);
+            problem.add_row(0.0.., [(instances[r], 1.0), (open[r], -1.0)]);
+            // Valid for integer plans and tighter in the relaxation: a host that serves
+            // origin o needs at least the whole instances o's peak takes.
+            for o in 0..regions {
+                let needed = (summary.peak_demand[o] / terms.instance_rps).ceil();
+                if needed > 1.0 {
+                    problem.add_row(
+                        0.0..,
+                        [(instances[r], 1.0), (assign[o * regions + r], -needed)],
+                    );
+                }
+            }
+            // No host needs more instances than the whole peak demand takes.
+            problem.add_row(..=0.0, [(instances[r], 1.0), (open[r], -most_instances)]);
+        }
+        problem.add_row(
+            self.settings.min_replicas as f64..=self.settings.max_replicas as f64,
+            open.iter().map(|&c| (c, 1.0)),
+        );
+        ServiceColumns { open, instances }
+    }
+
+    fn run(&self, problem: RowProblem, what: &str) -> Result<Solved, OptimizeError> {
+        let mut model = problem.optimise(Sense::Minimise);
+        model.make_quiet();
+        model.set_option("time_limit", self.settings.time_limit_seconds);
+        model.set_option("mip_rel_gap", self.settings.mip_gap);
+        model.set_option("threads", 1);
+        model.set_option("random_seed", 0);
+        // Feasibility jump took a fifth of the time on the small per-service programs,
+        // which branch-and-bound closes at once.
+        model.set_option("mip_heuristic_run_feasibility_jump", false);
+        let solved = model.try_solve().map_err(|status| OptimizeError::Solver {
+            what: what.to_string(),
+            status: format!("{status:?}"),
+        })?;
+        let status = match solved.status() {
+            HighsModelStatus::Optimal => "optimal",
+            HighsModelStatus::Infeasible | HighsModelStatus::UnboundedOrInfeasible => {
+                return Ok(Solved {
+                    status: "infeasible".to_string(),
+                    objective: f64::NAN,
+                    bound: f64::NAN,
+                    values: Vec::new(),
+                })
+            }
+            HighsModelStatus::ReachedTimeLimit => "time limit",
+            other => {
+                return Err(OptimizeError::Solver {
+                    what: what.to_string(),
+                    status: format!("{other:?}"),
+                })
+            }
+        };
+        let objective = solved.objective_value();
+        let bound = solved
+            .double_info_value(c"mip_dual_bound")
+            .unwrap_or(objective);
+        let values = solved.get_solution().columns().to_vec();
+        if values.is_empty() || !objective.is_finite() {
+            return Err(OptimizeError::Solver {
+                what: what.to_string(),
+                status: format!("{status} without a solution"),
+            });
+        }
+        Ok(Solved {
+            status: status.to_string(),
+            objective,
+            bound,
+            values,
+        })
+    }
+
+    /// Solves the fleet as one program under the regions' CPU capacity. The dependency
+    /// terms take the callees' hosts from `uncoupled`, the plan solved without capacity.
+    fn fleet_plan(&self, uncoupled: &Plan) -> Result<(Plan, SolverReport), OptimizeError> {
+        let capacity = self
+            .settings
+            .capacity_vcpus
+            .expect("called with a capacity");
+        let regions = self.regions();
+        let services = self.summary.services.len();
+        let chosen: Vec<Vec<usize>> = uncoupled
+            .hosts
+            .iter()
+            .map(|hosts| hosts.iter().map(|h| h.region).collect())
+            .collect();
+        let mut processing = vec![vec![0.0; regions]; services];
+        let mut utilization = vec![0.0; services];
+        let mut all_terms = vec![None; services];
+        for &service in &self.order {
+            let terms = self.terms(service, &chosen, &processing, &utilization)?;
+            self.precheck(service, &terms)?;
+            processing[service] = terms.processing.clone();
+            utilization[service] = terms.utilization;
+            all_terms[service] = Some(terms);
+        }
+        let all_terms: Vec<ServiceTerms> = all_terms.into_iter().map(Option::unwrap).collect();
+        let needed: f64 = (0..services)
+            .map(|s| self.settings.min_replicas as f64 * self.summary.services[s].cores)
+            .sum();
+        if needed > capacity * regions as f64 {
+            return Err(OptimizeError::FleetInfeasible {
+                constraint: format!("--capacity-vcpus {capacity}"),
+                reason: format!(
+                    "{needed} vCPUs are needed for one instance per replica, {} exist",
+                    capacity * regions as f64
+                ),
+            });
+        }
+        let mut problem = RowProblem::default();
+        let columns: Vec<ServiceColumns> = (0..services)
+            .map(|s| self.add_service(&mut problem, s, &all_terms[s], 0.0))
+            .collect();
+        for r in 0..regions {
+            problem.add_row(
+                ..=capacity,
+                (0..services).map(|s| (columns[s].instances[r], self.summary.services[s].cores)),
+            );
+        }
+        let solved = self.run(problem, "the fleet program")?;
+        if solved.status == "infeasible" {
+            return Err(OptimizeError::FleetInfeasible {
+                constraint: format!("--capacity-vcpus {capacity}"),
+                reason: "the regions' CPU cannot hold every service at its replica floor and target utilization".to_string(),
+            });
+        }
+        let mut hosts = vec![Vec::new(); services];
+        let mut score = PlanScore {
+            objective: 0.0,
+            monthly_cost_usd: 0.0,
+            weighted_latency_ms: 0.0,
+        };
+        for s in 0..services {
+            let open = columns[s].open_regions(&solved.values);
+            // The program's routing is latency-based, so re-scoring its regions sizes each
+            // host with at most the instances the program chose: capacity still holds.
+            let (planned, service_score) = self.score_service(s, &all_terms[s], &open);
+            score.objective += service_score.objective;
+            score.monthly_cost_usd += service_score.monthly_cost_usd;
+            score.weighted_latency_ms += service_score.weighted_latency_ms;
+            hosts[s] = planned;
+        }
+        let report = SolverReport {
+            status: solved.status,
+            objective: solved.objective,
+            bound: solved.bound,
+            gap: relative_gap(solved.objective, solved.bound),
+            programs: 1,
+            decomposition: "fleet".to_string(),
+        };
+        Ok((Plan { hosts, score }, report))
+    }
+
+    /// Finds each service's best set of regions by trying every subset within the replica
+    /// bounds, with the same scoring as the program. For tests and small fleets: the work
+    /// grows as 2^regions per service.
+    pub fn enumerated_plan(&self) -> Result<Plan, OptimizeError> {
+        let regions = self.regions();
+        self.plan_with(|service, terms| {
+            let mut best: Option<(f64, Vec<usize>)> = None;
+            for mask in 1u64..(1u64 << regions) {
+                let subset: Vec<usize> = (0..regions).filter(|r| mask >> r & 1 == 1).collect();
+                if subset.len() < self.settings.min_replicas
+                    || subset.len() > self.settings.max_replicas
+                    || subset.iter().any(|&r| !terms.allowed[r])
+                    || !self.meets_slo(service, terms, &subset)
+                {
+                    continue;
+                }
+                let (_, score) = self.score_service(service, terms, &subset);
+                if best
+                    .as_ref()
+                    .is_none_or(|(objective, _)| score.objective < *objective)
+                {
+                    best = Some((score.objective, subset));
+                }
+            }
+            best.map(|(_, subset)| subset)
+                .ok_or_else(|| self.replica_error(service, terms))
+        })
+    }
+}
+
+fn relative_gap(objective: f64, bound: f64) -> f64 {
+    if objective.abs() > 0.0 {
+        ((objective - bound) / objective.abs()).max(0.0)
+    } else {
+        0.0
+    }
+}
+
+struct SolvedService {
+    regions: Vec<usize>,
+    objective: f64,
+    bound: f64,
+    status: String,
+}
+
+struct Solved {
+    status: String,
+    objective: f64,
+    bound: f64,
+    values: Vec<f64>,
+}
+
+struct ServiceColumns {
+    open: Vec<highs::Col>,
+    instances: Vec<highs::Col>,
+}
+
+impl ServiceColumns {
+    fn open_regions(&self, values: &[f64]) -> Vec<usize> {
+        self.open
+            .iter()
+            .enumerate()
+            .filter(|(_, col)| values[col.index()] > 0.5)
+            .map(|(r, _)| r)
+            .collect()
+    }
+}
+
+/// Maps service names and templates to the regions they may run in.
+pub fn allowed_regions(
+    rules: &[(String, Vec<String>)],
+    names: &[String],
+    regions: &[String],
+) -> Result<Vec<Option<Vec<bool>>>, OptimizeError> {
+    let mut allowed = vec![None; names.len()];
+    let index: HashMap<&str, usize> = regions
+        .iter()
+        .enumerate()
+        .map(|(k, r)| (r.as_str(), k))
+        .collect();
+    for (pattern, codes) in rules {
+        let mut mask = vec![false; regions.len()];
+        for code in codes {
+            let Some(&k) = index.get(code.as_str()) else {
+                return Err(OptimizeError::InvalidSetting {
+                    setting: "allow",
+                    value: format!("{pattern}={}", codes.join("+")),
+                    rule: "name regions of the fleet (see `placewise regions`)",
+                });
+            };
+            mask[k] = true;
+        }
+        let mut matched = false;
+        for (service, name) in names.iter().enumerate() {
+            let template = name
+                .rsplit_once('-')
+                .map_or(name.as_str(), |(head, _)| head);
+            if name == pattern || template == pattern {
+                allowed[service] = Some(mask.clone());
+                matched = true;
+            }
+        }
+        if !matched {
+            return Err(OptimizeError::InvalidSetting {
+                setting: "allow",
+                value: pattern.clone(),
+                rule: "name a service (auth-service-1) or a template (auth-service)",
+            });
+        }
+    }
+    Ok(allowed)
+}

@@ -53,6 +53,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Solve the placement plan with the latency model, beside three baselines.
     Optimize(OptimizeArgs),
+    /// Answer, for a new service, whether it needs one region or several, and how many.
+    Recommend(RecommendArgs),
     /// Run every stage of the pipeline in order on the given settings.
     Run(RunArgs),
 }
@@ -129,6 +131,29 @@ pub struct PlanArgs {
         allow_negative_numbers = true
     )]
     pub mip_gap: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RecommendArgs {
+    /// Memory per instance, in MiB.
+    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    pub memory_mb: f64,
+
+    /// vCPUs per instance.
+    #[arg(long, value_name = "VCPUS", allow_negative_numbers = true)]
+    pub cores: f64,
+
+    /// Mean requests per second over all regions.
+    #[arg(long, value_name = "RPS", allow_negative_numbers = true)]
+    pub rps: f64,
+
+    /// The service is latency-critical.
+    #[arg(long)]
+    pub critical: bool,
+
+    /// Print one JSON object on stdout instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -19,3 +19,4 @@ pub mod optimize;
 pub mod output;
 pub mod simulate;
 pub mod store;
+pub mod strategy;

@@ -26,6 +26,7 @@ fn main() {
         Command::Generate(args) => commands::generate::run(&cli, args).map(|_| ()),
         Command::Train(args) => commands::train::run(&cli, args),
         Command::Optimize(args) => commands::optimize::run(&cli, args),
+        Command::Recommend(args) => commands::recommend::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
     };
     if let Err(error) = result {

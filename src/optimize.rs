@@ -90,6 +90,16 @@ pub enum OptimizeError {
     Model(#[from] crate::latency_model::ModelError),
     #[error("optimization was interrupted; nothing was stored")]
     Interrupted,
+    #[error("the database has no {what}\nhint: run `placewise {command}` first")]
+    MissingModel {
+        what: &'static str,
+        command: &'static str,
+    },
+    #[error("the stored {what} does not fit this version of placewise\nhint: run `placewise {command}` again")]
+    StaleModel {
+        what: &'static str,
+        command: &'static str,
+    },
 }
 
 impl OptimizeSettings {

@@ -2,6 +2,7 @@
 
 pub mod generate;
 pub mod optimize;
+pub mod recommend;
 pub mod regions;
 pub mod run;
 pub mod train;

@@ -20,6 +20,10 @@ use crate::optimize::{
 };
 use crate::output;
 use crate::store::{self, RunRecord};
+use crate::strategy::{self, ServiceAttributes, StrategyModel, StrategyReport};
+
+/// Folds of the strategy classifier's cross-validation.
+const STRATEGY_FOLDS: usize = 5;
 
 /// File name of the plan within the output directory.
 pub const PLAN_FILE: &str = "plan.csv";
@@ -46,6 +50,8 @@ pub struct OptimizeOutcome {
     pub settings: OptimizeSettings,
     pub plans: serde_json::Map<String, serde_json::Value>,
     pub solver: SolverReport,
+    /// The one-or-several classifier, trained on plans solved with a replica floor of one.
+    pub strategy_classifier: StrategyReport,
     pub plan_path: PathBuf,
     /// Wall times in seconds; the only part that differs between identical runs.
     pub timings: Timings,
@@ -61,6 +67,7 @@ pub struct Timings {
     pub solve_seconds: f64,
     pub baselines_seconds: f64,
     pub check_seconds: f64,
+    pub classifier_seconds: f64,
 }
 
 pub fn run(cli: &Cli, args: &OptimizeArgs) -> Result<()> {
@@ -148,13 +155,19 @@ fn latest_model(connection: &Connection) -> Result<(i64, LatencyModel)> {
             other => Err(other),
         })?;
     let Some((model_id, text)) = row else {
-        bail!("the database has no latency model\nhint: run `placewise train` first");
+        return Err(OptimizeError::MissingModel {
+            what: "latency model",
+            command: "train",
+        }
+        .into());
     };
     let model = LatencyModel::from_text(&text)?;
     if model.feature_names() != FEATURE_NAMES {
-        bail!(
-            "the stored latency model reads other features than this version builds\nhint: run `placewise train` again"
-        );
+        return Err(OptimizeError::StaleModel {
+            what: "latency model",
+            command: "train",
+        }
+        .into());
     }
     Ok((model_id, model))
 }
@@ -274,6 +287,36 @@ pub fn optimize_and_store(
     }
     timings.check_seconds = started.elapsed().as_secs_f64();
 
+    // Labels for the strategy classifier: the plan with a replica floor of one, so that
+    // single-region plans can occur.
+    let started = Instant::now();
+    let floor_one = Optimizer::new(
+        &summary,
+        &market,
+        &model,
+        OptimizeSettings {
+            min_replicas: 1,
+            capacity_vcpus: None,
+            ..settings.clone()
+        },
+    )?;
+    let (labels_plan, _) = floor_one.optimal_plan()?;
+    let attributes: Vec<ServiceAttributes> = summary
+        .services
+        .iter()
+        .map(|s| ServiceAttributes {
+            memory_mb: s.memory_mb,
+            cores: s.cores,
+            requests_per_second: s.mean_demand.iter().sum(),
+            latency_critical: s.latency_critical,
+        })
+        .collect();
+    let replicas: Vec<usize> = labels_plan.hosts.iter().map(Vec::len).collect();
+    let strategy_report =
+        strategy::cross_validate(&attributes, &replicas, STRATEGY_FOLDS, cli.seed)?;
+    let strategy_model = StrategyModel::fit(&attributes, &replicas, cli.seed)?;
+    timings.classifier_seconds = started.elapsed().as_secs_f64();
+
     let plan_path = out.join(PLAN_FILE);
     let optimal = &plans[0].1;
     let staged = output::stage(&plan_path, |file| write_plan_csv(file, optimal, &fleet))?;
@@ -295,11 +338,21 @@ pub fn optimize_and_store(
             ("solve".to_string(), timings.solve_seconds),
             ("baselines".to_string(), timings.baselines_seconds),
             ("check".to_string(), timings.check_seconds),
+            ("classifier".to_string(), timings.classifier_seconds),
         ],
         record_timings: cli.record_timings,
     };
-    let run_id = store_plans(&mut connection, &run, &plans, &summaries, &solver, &fleet)
-        .with_context(|| format!("cannot store the plans in `{}`", cli.db.display()))?;
+    let strategy_text = strategy_model.to_text()?;
+    let run_id = store_plans(
+        &mut connection,
+        &run,
+        &plans,
+        &summaries,
+        &solver,
+        &fleet,
+        (&strategy_text, &strategy_report),
+    )
+    .with_context(|| format!("cannot store the plans in `{}`", cli.db.display()))?;
     staged.publish()?;
 
     let mut json_plans = serde_json::Map::new();
@@ -312,6 +365,7 @@ pub fn optimize_and_store(
         settings,
         plans: json_plans,
         solver,
+        strategy_classifier: strategy_report,
         plan_path,
         timings,
         summaries,
@@ -369,9 +423,22 @@ fn store_plans(
     summaries: &[(String, PlanSummary)],
     solver: &SolverReport,
     fleet: &WorldFleet,
+    (strategy_text, strategy_report): (&(String, String), &StrategyReport),
 ) -> rusqlite::Result<i64> {
     let transaction = connection.transaction()?;
     let run_id = store::record_run(&transaction, run)?;
+    transaction.execute(
+        "INSERT INTO models (run_id, kind, feature_names, hyperparameters, metrics, model_text)
+         VALUES (?1, 'strategy', ?2, ?3, ?4, ?5)",
+        params![
+            run_id,
+            serde_json::to_string(&strategy::STRATEGY_FEATURES).expect("names serialize"),
+            serde_json::json!({"boosting": "rf", "folds": STRATEGY_FOLDS}).to_string(),
+            serde_json::to_string(strategy_report).expect("reports serialize"),
+            serde_json::json!({"multi_region": strategy_text.0, "replicas": strategy_text.1})
+                .to_string(),
+        ],
+    )?;
     for ((kind, plan), (_, summary)) in plans.iter().zip(summaries) {
         transaction.execute(
             "INSERT INTO plans (run_id, kind, objective, monthly_cost_usd, weighted_latency_ms,
@@ -445,6 +512,31 @@ pub fn summary_table(outcome: &OptimizeOutcome) -> String {
             100.0 * summary.world.error_rate
         ));
     }
+    let report = &outcome.strategy_classifier;
+    out.push_str(&format!(
+        "strategy classifier (random forest, {}-fold): one region or several, from memory, cores, requests and criticality\n",
+        report.folds
+    ));
+    out.push_str(&format!(
+        "  labels: {} single-region, {} multi-region (plans with a replica floor of 1)\n",
+        report.single_region, report.multi_region
+    ));
+    out.push_str(&format!(
+        "  accuracy {:.3} (majority class {:.3}), precision {:.3}, recall {:.3}; replica count accuracy {:.3} (majority {:.3})\n",
+        report.accuracy,
+        report.majority_accuracy,
+        report.precision,
+        report.recall,
+        report.replica_accuracy,
+        report.replica_majority_accuracy
+    ));
+    out.push_str(&format!(
+        "  confusion [actual single: {} single, {} multi] [actual multi: {} single, {} multi]\n",
+        report.confusion[0][0],
+        report.confusion[0][1],
+        report.confusion[1][0],
+        report.confusion[1][1]
+    ));
     out.push_str(&format!(
         "  lambda {} USD/month per ms; plan written to {}\n",
         outcome.settings.lambda_usd_per_ms,

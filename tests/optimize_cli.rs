@@ -1,0 +1,193 @@
+//! `placewise optimize` and `placewise recommend` run as a user would: the JSON that
+//! scripts read, the plan file and tables, and clear errors for bad settings.
+
+mod common;
+
+use std::path::Path;
+
+use common::{generate, placewise, stderr, stdout};
+use rusqlite::Connection;
+
+const SMALL: [&str; 4] = ["--services", "30", "--days", "10"];
+
+fn command(db: &Path, verb: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--db", db.to_str().unwrap(), verb];
+    args.extend_from_slice(extra);
+    placewise(&args)
+}
+
+fn trained_fleet(directory: &Path) -> std::path::PathBuf {
+    let db = generate(directory, "fleet.db", &SMALL);
+    let out = directory.join("out");
+    let output = command(
+        &db,
+        "train",
+        &["--out", out.to_str().unwrap(), "--folds", "0"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    db
+}
+
+#[test]
+fn json_holds_every_plan_and_the_solver() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = trained_fleet(directory.path());
+    let out = directory.path().join("out");
+    let output = command(&db, "optimize", &["--json", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("stdout is JSON");
+    for kind in ["optimizer", "random", "heuristic", "greedy"] {
+        let plan = &json["plans"][kind];
+        for key in ["objective", "monthly_cost_usd", "weighted_latency_ms"] {
+            assert!(
+                plan[key].as_f64().is_some_and(f64::is_finite),
+                "{kind}.{key}"
+            );
+        }
+        assert!(plan["placements"].as_u64().unwrap() >= 30, "{kind}");
+    }
+    let optimizer = json["plans"]["optimizer"]["objective"].as_f64().unwrap();
+    for kind in ["random", "heuristic", "greedy"] {
+        assert!(optimizer <= json["plans"][kind]["objective"].as_f64().unwrap() * (1.0 + 1e-9));
+    }
+    for key in ["objective", "bound", "gap"] {
+        assert!(json["solver"][key].as_f64().is_some(), "solver.{key}");
+    }
+    assert_eq!(json["solver"]["status"], "optimal");
+    let report = &json["strategy_classifier"];
+    assert!(report["accuracy"].as_f64().is_some());
+    assert!(report["majority_accuracy"].as_f64().is_some());
+
+    // The CSV and the tables hold the same plan.
+    let csv = std::fs::read_to_string(out.join("plan.csv")).unwrap();
+    let rows = csv.lines().count() - 1;
+    assert_eq!(
+        rows as u64,
+        json["plans"]["optimizer"]["placements"].as_u64().unwrap()
+    );
+    let connection = Connection::open(&db).unwrap();
+    let stored: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM plan_hosts JOIN plans USING (plan_id)
+             WHERE kind = 'optimizer' AND run_id = ?1",
+            [json["run_id"].as_i64().unwrap()],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored as usize, rows);
+}
+
+#[test]
+fn recommend_answers_after_optimize_only() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = trained_fleet(directory.path());
+    let flags = [
+        "--memory-mb",
+        "2048",
+        "--cores",
+        "2",
+        "--rps",
+        "40000",
+        "--json",
+    ];
+    let output = command(&db, "recommend", &flags);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("hint: run `placewise optimize` first"),
+        "{}",
+        stderr(&output)
+    );
+
+    let out = directory.path().join("out");
+    assert!(command(&db, "optimize", &["--out", out.to_str().unwrap()])
+        .status
+        .success());
+    let output = command(&db, "recommend", &flags);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let replicas = json["replicas"].as_u64().unwrap();
+    assert!((1..=5).contains(&replicas), "{replicas}");
+    let probability = json["multi_region_probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&probability), "{probability}");
+    assert_eq!(json["multi_region"].as_bool().unwrap(), probability >= 0.5);
+}
+
+#[test]
+fn optimize_before_train_names_the_command() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = generate(directory.path(), "fleet.db", &SMALL);
+    let output = command(
+        &db,
+        "optimize",
+        &["--out", directory.path().join("out").to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("hint: run `placewise train` first"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn bad_settings_are_named_with_their_value() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = trained_fleet(directory.path());
+    let out = directory.path().join("out");
+    for (flags, expected) in [
+        (vec!["--lambda", "-1"], "--lambda -1 is invalid"),
+        (vec!["--min-replicas", "0"], "--min-replicas 0 is invalid"),
+        (vec!["--min-replicas", "9"], "--min-replicas 9 is invalid"),
+        (
+            vec!["--min-replicas", "3", "--max-replicas", "2"],
+            "--max-replicas 2 is invalid",
+        ),
+        (
+            vec!["--target-utilization", "1.5"],
+            "--target-utilization 1.5 is invalid",
+        ),
+        (vec!["--slo-ms", "0"], "--slo-ms 0 is invalid"),
+        (
+            vec!["--allow", "auth-service"],
+            "--allow auth-service is invalid",
+        ),
+        (vec!["--allow", "auth-service=mars-1"], "mars-1"),
+        (
+            vec!["--allow", "nobody=eu-west-1"],
+            "--allow nobody is invalid",
+        ),
+        (vec!["--mip-gap", "1"], "--mip-gap 1 is invalid"),
+    ] {
+        let mut args = flags.clone();
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        let output = command(&db, "optimize", &args);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{flags:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{flags:?}: {}",
+            stderr(&output)
+        );
+    }
+    // Residency that leaves too few regions names the service and the floor.
+    let output = command(
+        &db,
+        "optimize",
+        &[
+            "--allow",
+            "auth-service-1=eu-west-1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(
+        message.contains("service `auth-service-1` cannot meet `--min-replicas 2`"),
+        "{message}"
+    );
+}

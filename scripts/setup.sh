@@ -14,6 +14,11 @@ cd "$(dirname "$0")/.."
 tools="$PWD/.tools/venv"
 export PATH="$tools/bin:$PATH"
 
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is missing; install Rust (1.89 or newer) first" >&2
+    exit 1
+fi
+
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
@@ -24,7 +29,7 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so
     missing+=(libclang-dev)
 fi
 
-# Prints 0 when `cmake` on PATH is 3.28 or newer.
+# Returns success when `cmake` on PATH is 3.28 or newer.
 cmake_is_new_enough() {
     local version
     version=$(cmake --version 2>/dev/null | sed -n 's/^cmake version \([0-9]*\.[0-9]*\).*/\1/p')
@@ -34,7 +39,9 @@ cmake_is_new_enough() {
 }
 need_cmake=0
 cmake_is_new_enough || need_cmake=1
-if [ $need_cmake -eq 1 ] && ! python3 -m venv --help >/dev/null 2>&1; then
+# Debian ships the venv module without ensurepip, which `python3 -m venv` needs; the
+# python3-venv package brings it.
+if [ $need_cmake -eq 1 ] && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
 
@@ -56,7 +63,3 @@ if [ $need_cmake -eq 1 ]; then
     cmake_is_new_enough || { echo "setup: cmake is still older than 3.28" >&2; exit 1; }
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup: cargo is missing; install Rust (1.89 or newer) first" >&2
-    exit 1
-fi

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Every stage reads and writes one SQLite database (`--db`). Exit codes: 0 success,
 /// 1 failure (I/O, SQLite), 2 invalid command line, 3 invalid input (unknown region, bad
-/// size, unreadable or newer database), 130 interrupted.
+/// size or setting, constraints that cannot hold, a missing model, an unreadable, damaged
+/// or newer database), 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "placewise", version, propagate_version = true)]
 pub struct Cli {
@@ -253,8 +254,8 @@ pub struct ModelArgs {
     )]
     pub threads: i64,
 
-    /// Directory of this run's outputs; the model is written there as
-    /// `latency_model.txt` (LightGBM's text format).
+    /// Directory of this run's outputs: the model as `latency_model.txt` (LightGBM's text
+    /// format) and, in `run`, the plan as `plan.csv`.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub out: PathBuf,
 }

@@ -28,9 +28,6 @@ const STRATEGY_FOLDS: usize = 5;
 /// File name of the plan within the output directory.
 pub const PLAN_FILE: &str = "plan.csv";
 
-/// The plans in the order they are printed and keyed in JSON.
-pub const PLAN_KINDS: [&str; 4] = ["optimizer", "random", "heuristic", "greedy"];
-
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanSummary {
     pub objective: f64,

@@ -18,5 +18,6 @@ mod lightgbm_log;
 pub mod optimize;
 pub mod output;
 pub mod simulate;
+pub mod stats;
 pub mod store;
 pub mod strategy;

@@ -229,37 +229,77 @@ pub struct Split {
     pub test: Vec<usize>,
 }
 
-/// Shuffles the row indices with a seeded ChaCha8 and holds out the first
-/// `round(rows x test_fraction)` of them, at least one, for testing. Both parts are sorted.
-pub fn split_rows(rows: usize, test_fraction: f64, seed: u64) -> Result<Split, ModelError> {
-    if rows < 2 {
+/// Splits rows by group (the service): shuffles the distinct groups with a seeded ChaCha8
+/// and holds out the rows of the first `round(groups x test_fraction)` of them, at least
+/// one and never all. A service is thus on one side only, and the test rows are services
+/// the model has never seen. Both parts are sorted.
+pub fn split_rows(groups: &[i64], test_fraction: f64, seed: u64) -> Result<Split, ModelError> {
+    let mut distinct: Vec<i64> = groups.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 2 {
         return Err(ModelError::TooFewRows {
-            rows,
+            rows: distinct.len(),
             needed: 2,
-            purpose: "a train/test split".to_string(),
+            purpose: "a train/test split by service (services, not rows, counted)".to_string(),
         });
     }
-    let mut order: Vec<usize> = (0..rows).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let test_rows = ((rows as f64 * test_fraction).round() as usize).clamp(1, rows - 1);
-    let mut test = order[..test_rows].to_vec();
-    let mut train = order[test_rows..].to_vec();
-    test.sort_unstable();
-    train.sort_unstable();
+    distinct.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let held =
+        ((distinct.len() as f64 * test_fraction).round() as usize).clamp(1, distinct.len() - 1);
+    let mut test_groups = distinct[..held].to_vec();
+    test_groups.sort_unstable();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (row, group) in groups.iter().enumerate() {
+        if test_groups.binary_search(group).is_ok() {
+            test.push(row);
+        } else {
+            train.push(row);
+        }
+    }
     Ok(Split { train, test })
+}
+
+/// Deals the groups of `rows` into `folds` folds (shuffled with `seed`), so that each
+/// group's rows stay in one fold, and returns each fold's rows, sorted.
+pub fn fold_groups(
+    rows: &[usize],
+    groups: &[i64],
+    folds: usize,
+    seed: u64,
+) -> Result<Vec<Vec<usize>>, ModelError> {
+    let mut distinct: Vec<i64> = rows.iter().map(|&r| groups[r]).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let parts = fold_rows(&(0..distinct.len()).collect::<Vec<_>>(), folds, seed)?;
+    let mut fold_of = vec![0; distinct.len()];
+    for (k, part) in parts.iter().enumerate() {
+        for &g in part {
+            fold_of[g] = k;
+        }
+    }
+    let mut result = vec![Vec::new(); folds];
+    for &row in rows {
+        let g = distinct
+            .binary_search(&groups[row])
+            .expect("the group is listed");
+        result[fold_of[g]].push(row);
+    }
+    Ok(result)
 }
 
 /// Mixed into the seed of the fold shuffle, so that folds do not follow the split's order.
 const FOLD_STREAM: u64 = 0x666f_6c64;
 
 /// Deals `rows` (shuffled with `seed`) into `folds` folds of sizes differing by at most one.
+/// The folds come back sorted.
 pub fn fold_rows(rows: &[usize], folds: usize, seed: u64) -> Result<Vec<Vec<usize>>, ModelError> {
     if rows.len() < folds {
         return Err(ModelError::TooFewRows {
             rows: rows.len(),
             needed: folds,
             purpose: format!(
-                "{folds}-fold cross-validation, which needs a training row per fold\nhint: pass `--folds 0` to skip cross-validation, or fewer folds"
+                "{folds}-fold cross-validation, which needs a training service (or row) per fold\nhint: pass `--folds 0` to skip cross-validation, or fewer folds"
             ),
         });
     }
@@ -471,12 +511,17 @@ pub fn train(
 ) -> Result<(LatencyModel, TrainReport), ModelError> {
     settings.validate()?;
     check_finite(matrix)?;
-    let split = split_rows(matrix.rows(), settings.test_fraction, settings.seed)?;
+    let split = split_rows(&matrix.service_ids, settings.test_fraction, settings.seed)?;
     let hyperparameters = &settings.hyperparameters;
 
     let mut cross_validation = Vec::new();
     if settings.folds > 0 {
-        let folds = fold_rows(&split.train, settings.folds, settings.seed)?;
+        let folds = fold_groups(
+            &split.train,
+            &matrix.service_ids,
+            settings.folds,
+            settings.seed,
+        )?;
         for (k, held_out) in folds.iter().enumerate() {
             if !on_fit(&format!("fold {}/{}", k + 1, settings.folds)) {
                 return Err(ModelError::Interrupted);

@@ -177,7 +177,7 @@ pub fn train_and_store(
     );
     if let Some(path) = export_matrix {
         let split =
-            latency_model::split_rows(matrix.rows(), settings.test_fraction, settings.seed)?;
+            latency_model::split_rows(&matrix.service_ids, settings.test_fraction, settings.seed)?;
         output::write_atomically(path, |out| {
             features::write_csv(&matrix, Some(&split.test), out)
         })?;

@@ -175,7 +175,7 @@ impl WorldFleet {
     }
 }
 
-/// How a plan fares in the world model over the evaluation week.
+/// The figures of a plan in the world model over the evaluation week.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct WorldScore {
     /// Instances and transfer at the week's mean hourly cost, in USD per month.
@@ -213,7 +213,7 @@ impl Found<'_> {
     }
 }
 
-/// A plan as the world model places it.
+/// Converts a plan to the world model's placement.
 pub fn placement(plan: &Plan) -> Placement {
     Placement {
         hosts: plan

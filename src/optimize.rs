@@ -171,7 +171,8 @@ impl OptimizeSettings {
     }
 }
 
-/// What the program needs besides the telemetry summary and the model.
+/// Prices, names and residency rules: the program's inputs besides the telemetry summary
+/// and the model.
 #[derive(Debug, Clone)]
 pub struct Market {
     /// Service names, in the summary's order.
@@ -511,7 +512,8 @@ impl<'a> Optimizer<'a> {
         Ok(Plan { hosts, score })
     }
 
-    /// The random control of the original study: two to four regions drawn per service.
+    /// Builds the random control of the original study: two to four regions drawn per
+    /// service.
     pub fn random_plan(&self, seed: u64) -> Result<Plan, OptimizeError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let regions: Vec<usize> = (0..self.regions()).collect();

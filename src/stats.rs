@@ -1,10 +1,10 @@
 //! Two-sample and paired tests for the experiment stage, each matching scipy's definition
 //! named in its doc (checked against scipy on fixture vectors in `tests/stats.rs`).
 //!
-//! The distributions come from `statrs`. The tests are written here because no maintained
-//! crate offers scipy's exact variants together (the tie-corrected asymptotic Mann-Whitney
-//! U and Wilcoxon signed-rank tests in particular); each is a few lines over the
-//! distributions.
+//! The distributions come from `statrs`. The tests themselves are written here: each is a
+//! few lines over the distributions, and keeping the four together lets one fixture test
+//! hold them all to scipy. A test crate such as `hypors` could take over Welch's test and
+//! the asymptotic Mann-Whitney U test.
 
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
@@ -57,7 +57,7 @@ fn normal_two_sided(z: f64) -> f64 {
     (2.0 * normal.sf(z.abs())).min(1.0)
 }
 
-/// Welch's t-test, as `scipy.stats.ttest_ind(a, b, equal_var=False)`.
+/// Runs Welch's t-test, as `scipy.stats.ttest_ind(a, b, equal_var=False)`.
 pub fn welch(a: &[f64], b: &[f64]) -> Result<TestResult, StatsError> {
     let smallest = a.len().min(b.len());
     if smallest < 2 {
@@ -78,7 +78,7 @@ pub fn welch(a: &[f64], b: &[f64]) -> Result<TestResult, StatsError> {
     })
 }
 
-/// The paired t-test, as `scipy.stats.ttest_rel(a, b)`.
+/// Runs the paired t-test, as `scipy.stats.ttest_rel(a, b)`.
 pub fn paired_t(a: &[f64], b: &[f64]) -> Result<TestResult, StatsError> {
     let differences = differences("the paired t-test", a, b)?;
     if differences.len() < 2 {
@@ -132,7 +132,7 @@ fn average_ranks(values: &[f64]) -> (Vec<f64>, f64) {
     (ranks, ties)
 }
 
-/// The Mann-Whitney U test by the normal approximation with tie and continuity
+/// Runs the Mann-Whitney U test by the normal approximation with tie and continuity
 /// corrections, as `scipy.stats.mannwhitneyu(a, b, method="asymptotic")`. The statistic
 /// is `U` of `a`. scipy's default method is exact for small samples without ties; this one
 /// is not, so compare with `method="asymptotic"`.
@@ -162,7 +162,7 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Result<TestResult, StatsError> {
     })
 }
 
-/// The Wilcoxon signed-rank test by the normal approximation, zero differences dropped and
+/// Runs the Wilcoxon signed-rank test by the normal approximation, zero differences dropped and
 /// no continuity correction, as `scipy.stats.wilcoxon(a, b, zero_method="wilcox",
 /// correction=False, method="approx")`. The statistic is the smaller of the two rank sums.
 pub fn wilcoxon(a: &[f64], b: &[f64]) -> Result<TestResult, StatsError> {

@@ -26,7 +26,7 @@ pub const STRATEGY_FEATURES: [&str; 4] = [
 /// Trees in each forest.
 const TREES: u32 = 100;
 
-/// A service as the classifier sees it.
+/// The attributes of a service that the classifier reads.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ServiceAttributes {
     pub memory_mb: f64,
@@ -63,7 +63,7 @@ pub struct StrategyReport {
     /// `[[single predicted single, single predicted multi], [multi predicted single,
     /// multi predicted multi]]`.
     pub confusion: [[usize; 2]; 2],
-    /// Accuracy of always answering the more common class.
+    /// Accuracy of always predicting the more common class.
     pub majority_accuracy: f64,
     /// Accuracy of the predicted replica count, and of the most common count.
     pub replica_accuracy: f64,

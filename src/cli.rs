@@ -54,7 +54,7 @@ pub enum Command {
     Train(TrainArgs),
     /// Solve the placement plan with the latency model, beside three baselines.
     Optimize(OptimizeArgs),
-    /// Answer, for a new service, whether it needs one region or several, and how many.
+    /// Recommend one region or several, and how many, for a new service.
     Recommend(RecommendArgs),
     /// Run every stage of the pipeline in order on the given settings.
     Run(RunArgs),
@@ -82,7 +82,7 @@ pub struct PlanArgs {
     )]
     pub target_utilization: f64,
 
-    /// Fewest regions per service (the redundancy floor).
+    /// Minimum regions per service (the redundancy floor).
     #[arg(
         long,
         default_value_t = 2,
@@ -91,7 +91,7 @@ pub struct PlanArgs {
     )]
     pub min_replicas: i64,
 
-    /// Most regions per service.
+    /// Maximum regions per service.
     #[arg(
         long,
         default_value_t = 5,
@@ -213,11 +213,11 @@ pub struct ModelArgs {
     )]
     pub learning_rate: f64,
 
-    /// Most leaves per tree, 2 to 2^max-depth [default: 31, or 2^max-depth when smaller].
+    /// Maximum leaves per tree, 2 to 2^max-depth [default: 31, or 2^max-depth when smaller].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub num_leaves: Option<i64>,
 
-    /// Fewest training rows in a leaf, 1 or more.
+    /// Minimum training rows in a leaf, 1 or more.
     #[arg(
         long,
         default_value_t = 20,

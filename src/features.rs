@@ -200,7 +200,7 @@ pub fn build(connection: &Connection) -> Result<(LatencyMatrix, FleetSummary), F
     Ok((matrix, summarize(&inputs, &cpu_ms, &idle_ms)))
 }
 
-/// What the telemetry says about each service, for building feature rows of placements
+/// A summary of each service's telemetry, for building feature rows of placements
 /// that the history never tried. Vectors over regions follow `regions`.
 #[derive(Debug, Clone)]
 pub struct FleetSummary {
@@ -698,7 +698,7 @@ fn scan_traffic(
 /// Per (service, date): the hosting regions, each with its index into the placements.
 type DayHosts = HashMap<(i64, String), Vec<usize>>;
 
-/// What routing and load imply for one placement row, hour by hour over its day.
+/// The hourly routing and load of one placement row over its day.
 #[derive(Clone)]
 struct HostHours {
     /// Requests per second routed to the host in each hour.

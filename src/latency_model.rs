@@ -30,9 +30,9 @@ pub struct Hyperparameters {
     pub max_depth: u32,
     /// Shrinkage applied to each tree's output, in (0, 1].
     pub learning_rate: f64,
-    /// Most leaves per tree; at most `2^max_depth`.
+    /// Maximum leaves per tree, up to `2^max_depth`.
     pub num_leaves: u32,
-    /// Fewest training rows in a leaf.
+    /// Minimum training rows in a leaf.
     pub min_data_in_leaf: u32,
     /// Worker threads of LightGBM.
     pub threads: usize,
@@ -222,7 +222,7 @@ impl Metrics {
     }
 }
 
-/// Which rows train and which test.
+/// The training and test rows of a split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
     pub train: Vec<usize>,
@@ -450,7 +450,7 @@ impl LatencyModel {
         Ok(self.booster.feature_importance(ImportanceType::Gain)?)
     }
 
-    /// The model in LightGBM's text format, feature names included.
+    /// Returns the model in LightGBM's text format, feature names included.
     pub fn to_text(&self) -> Result<String, ModelError> {
         Ok(self.booster.save_string()?)
     }
@@ -478,7 +478,7 @@ fn gather(matrix: &LatencyMatrix, rows: &[usize]) -> (Vec<f64>, Vec<f32>) {
     (features, target)
 }
 
-/// What training measured.
+/// The measurements of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainReport {
     pub rows: usize,

@@ -47,7 +47,7 @@ impl ServiceAttributes {
     }
 }
 
-/// Cross-validated quality of the one-or-several answer, beside the majority class.
+/// Cross-validated quality of the one-or-several prediction, beside the majority class.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyReport {
     pub services: usize,

@@ -20,7 +20,7 @@ use crate::store::{self, RunRecord};
 /// File name of the model within the output directory.
 pub const MODEL_FILE: &str = "latency_model.txt";
 
-/// What `train` prints with `--json`, and what `run` reuses.
+/// The output of `train --json`, which `run` reuses.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainOutcome {
     pub latency_model: LatencySummary,

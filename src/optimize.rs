@@ -528,8 +528,8 @@ impl<'a> Optimizer<'a> {
         self.plan_with(|service, _| Ok(draws[service].clone()))
     }
 
-    /// The original study's heuristic: latency-critical services in the two regions of
-    /// lowest mean outbound RTT, the others in their three busiest origin regions.
+    /// Builds the original study's heuristic plan: latency-critical services in the two
+    /// regions of lowest mean outbound RTT, the others in their three busiest origin regions.
     pub fn heuristic_plan(&self) -> Result<Plan, OptimizeError> {
         let regions = self.regions();
         let mut by_rtt: Vec<usize> = (0..regions).collect();

@@ -3,7 +3,7 @@
 //! how many.
 //!
 //! The labels come from the optimizer's plans, solved with a replica floor of one so that
-//! both answers occur. The forest is LightGBM's random-forest mode (`boosting = rf`: bagged
+//! both classes occur. The forest is LightGBM's random-forest mode (`boosting = rf`: bagged
 //! trees, each on 63% of the rows and 75% of the features, averaged), chosen over
 //! smartcore's `RandomForestClassifier` because LightGBM is already built and loaded for
 //! the latency model, its model text goes to the same `models` table, and it keeps the
@@ -256,7 +256,8 @@ mod tests {
         }
     }
 
-    /// A rule the forest can find: busy services need three regions, quiet ones one.
+    /// Builds services that follow a rule the forest can find: busy ones need three regions,
+    /// quiet ones one.
     fn separable() -> (Vec<ServiceAttributes>, Vec<usize>) {
         let mut attributes = Vec::new();
         let mut replicas = Vec::new();

@@ -1,5 +1,5 @@
-//! `placewise recommend`: the strategy classifier's answer for a service that is not in the
-//! fleet.
+//! `placewise recommend`: the strategy classifier's prediction for a service that is not in
+//! the fleet.
 
 use anyhow::Result;
 use rusqlite::OpenFlags;

@@ -230,7 +230,8 @@ pub fn train_and_store(
     })
 }
 
-/// The run that wrote the fleet: the first in `runs`, since `generate` starts a new file.
+/// Returns the run that wrote the fleet: the first in `runs`, since `generate` starts a new
+/// file.
 fn fleet_run_id(connection: &Connection) -> Result<Option<i64>> {
     Ok(connection.query_row("SELECT MIN(run_id) FROM runs", [], |row| row.get(0))?)
 }

@@ -115,7 +115,15 @@ pub struct PlanArgs {
     #[arg(long = "allow", value_name = "NAME=REGIONS")]
     pub allow: Vec<String>,
 
-    /// Seconds HiGHS may spend on one program.
+    /// How each service's program is solved when no capacity couples them: `highs` (the
+    /// mixed-integer program), `search` (the exact search over region sets, the same
+    /// optimum far faster with many regions), or `auto` (HiGHS up to 8 regions, the
+    /// search above). With `--capacity-vcpus` the fleet program uses HiGHS either way.
+    #[arg(long, value_enum, default_value_t = crate::optimize::ServiceSolver::Auto)]
+    pub solver: crate::optimize::ServiceSolver,
+
+    /// Seconds the solver may spend on one service's program, or on the whole fleet
+    /// program under `--capacity-vcpus`.
     #[arg(
         long,
         default_value_t = 60.0,
@@ -124,7 +132,8 @@ pub struct PlanArgs {
     )]
     pub time_limit: f64,
 
-    /// Relative optimality gap at which HiGHS stops, in [0, 1).
+    /// Relative optimality gap at which the solver stops, in [0, 1). Under
+    /// `--capacity-vcpus` the gap is measured against the fleet program's proven bound.
     #[arg(
         long,
         default_value_t = 1e-6,

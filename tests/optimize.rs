@@ -313,6 +313,56 @@ fn impossible_settings_name_the_service_and_constraint() {
 }
 
 #[test]
+fn set_search_finds_the_enumerated_optimum_over_many_regions() {
+    let directory = tempfile::tempdir().unwrap();
+    let regions = "us-east-1,us-west-2,eu-west-1,eu-central-1,ap-south-1,ap-northeast-1,\
+                   ap-southeast-2,eu-west-2,ca-central-1,me-south-1,af-south-1,eu-north-1";
+    let path = common::generate(
+        directory.path(),
+        "twelve.db",
+        &["--services", "24", "--days", "14", "--regions", regions],
+    );
+    let fleet = Fleet::load(&path);
+    let model = fleet.model();
+    let residency = [(
+        "auth-service".to_string(),
+        vec![
+            "eu-west-1".to_string(),
+            "eu-central-1".to_string(),
+            "eu-north-1".to_string(),
+        ],
+    )];
+    let market = fleet.market(&residency).unwrap();
+    let variants = [
+        OptimizeSettings::default(),
+        OptimizeSettings {
+            min_replicas: 1,
+            max_replicas: 3,
+            ..OptimizeSettings::default()
+        },
+        OptimizeSettings {
+            min_replicas: 3,
+            max_replicas: 6,
+            lambda_usd_per_ms: 50_000.0,
+            ..OptimizeSettings::default()
+        },
+    ];
+    for settings in variants {
+        let optimizer = Optimizer::new(&fleet.summary, &market, &model, settings.clone()).unwrap();
+        let searched = optimizer.searched_plan().unwrap();
+        let enumerated = optimizer.enumerated_plan().unwrap();
+        assert!(
+            relative(searched.score.objective, enumerated.score.objective) <= 1e-9,
+            "{settings:?}: search {} against enumeration {}",
+            searched.score.objective,
+            enumerated.score.objective
+        );
+        let unconstrained = market.allowed.clone();
+        check::check(&fleet.world, &searched, &settings, &unconstrained).unwrap();
+    }
+}
+
+#[test]
 fn capacity_couples_the_fleet_into_one_program() {
     let directory = tempfile::tempdir().unwrap();
     let path = common::generate(
@@ -326,7 +376,7 @@ fn capacity_couples_the_fleet_into_one_program() {
     let free =
         Optimizer::new(&fleet.summary, &market, &model, OptimizeSettings::default()).unwrap();
     let (unlimited, _) = free.optimal_plan().unwrap();
-    // The busiest region of the free plan, squeezed to 80% of what it used.
+    // The busiest region of the free plan, squeezed to 80%, 65% and 50% of what it used.
     let regions = fleet.world.regions.len();
     let mut used = vec![0.0; regions];
     for (service, hosts) in unlimited.hosts.iter().enumerate() {
@@ -335,24 +385,55 @@ fn capacity_couples_the_fleet_into_one_program() {
         }
     }
     let busiest = used.iter().copied().fold(0.0, f64::max);
-    let settings = OptimizeSettings {
-        capacity_vcpus: Some((0.8 * busiest).floor()),
-        mip_gap: 0.01,
-        time_limit_seconds: 30.0,
-        ..OptimizeSettings::default()
-    };
-    let optimizer = Optimizer::new(&fleet.summary, &market, &model, settings.clone()).unwrap();
-    let (plan, report) = optimizer.optimal_plan().unwrap();
-    assert_eq!(report.decomposition, "fleet");
-    assert_eq!(report.programs, 1);
-    assert_eq!(report.status, "optimal", "{report:?}");
-    assert!(report.gap <= 0.01 + 1e-9, "gap {}", report.gap);
-    let unconstrained = vec![None; market.allowed.len()];
-    check::check(&fleet.world, &plan, &settings, &unconstrained).unwrap();
-    // Less room cannot make the plan cheaper than the bound allows.
-    assert!(
-        report.bound <= unlimited.score.objective * (1.0 + 1e-6)
-            || report.bound <= plan.score.objective
-    );
-    assert!(plan.score.objective >= unlimited.score.objective * (1.0 - 0.01));
+    let mut solved = 0;
+    for squeeze in [0.8, 0.65, 0.5] {
+        let settings = OptimizeSettings {
+            capacity_vcpus: Some((squeeze * busiest).floor()),
+            mip_gap: 0.01,
+            time_limit_seconds: 30.0,
+            ..OptimizeSettings::default()
+        };
+        let optimizer = Optimizer::new(&fleet.summary, &market, &model, settings.clone()).unwrap();
+        let (plan, report) = match optimizer.optimal_plan() {
+            Ok(solved) => solved,
+            Err(error @ OptimizeError::FleetInfeasible { .. }) => {
+                // An infeasible verdict must hold over every region set too.
+                assert!(
+                    matches!(
+                        optimizer.enumerated_fleet_plan(),
+                        Err(OptimizeError::FleetInfeasible { .. })
+                    ),
+                    "squeeze {squeeze}: {error} but every set together has a plan"
+                );
+                continue;
+            }
+            Err(error) => panic!("squeeze {squeeze}: {error}"),
+        };
+        solved += 1;
+        assert_eq!(report.decomposition, "fleet");
+        assert_eq!(report.method, "column generation");
+        assert_eq!(report.status, "optimal", "{report:?}");
+        assert!(report.gap <= 0.01 + 1e-9, "gap {}", report.gap);
+        let unconstrained = vec![None; market.allowed.len()];
+        check::check(&fleet.world, &plan, &settings, &unconstrained).unwrap();
+        // HiGHS over every region set of every service gives the true optimum: the bound
+        // must not pass it, and the plan must come within the gap of it.
+        let reference = optimizer.enumerated_fleet_plan().unwrap();
+        check::check(&fleet.world, &reference, &settings, &unconstrained).unwrap();
+        let optimum = reference.score.objective;
+        assert!(
+            report.bound <= optimum * (1.0 + 1e-9),
+            "squeeze {squeeze}: bound {} above the optimum {optimum}",
+            report.bound
+        );
+        assert!(plan.score.objective >= optimum * (1.0 - 1e-9));
+        assert!(
+            plan.score.objective <= optimum * 1.01,
+            "squeeze {squeeze}: plan {} against the optimum {optimum}",
+            plan.score.objective
+        );
+        // Less room cannot make the plan cheaper than the plan without a limit.
+        assert!(optimum >= unlimited.score.objective * (1.0 - 1e-9));
+    }
+    assert!(solved >= 2, "only {solved} of the capacities had a plan");
 }

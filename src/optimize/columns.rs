@@ -1,0 +1,481 @@
+//! The fleet program under a CPU capacity per region, solved by column generation.
+//!
+//! A column is one service's set of hosting regions, with the objective and the vCPUs per
+//! region that the set implies. The master program picks one column per service so that
+//! no region holds more vCPUs than its capacity:
+//!
+//! ```text
+//!   min  sum_sp cost_sp z_sp
+//!   s.t. sum_p z_sp = 1                      for each service s
+//!        sum_sp vcpus_spr z_sp <= capacity    for each region r
+//! ```
+//!
+//! HiGHS solves its relaxation over the columns found so far; each capacity row's dual is
+//! a price per vCPU-month, and the exact set search finds each service's best set under
+//! those prices. That search also gives the Lagrangian bound
+//! `sum_s min_p (cost_sp + price . vcpus_sp) - price . capacity`, which holds for every
+//! plan, not only for the columns found. When the bound is within the gap setting of the
+//! relaxation, or no service has a better set, HiGHS solves the master with integer `z`
+//! over the columns found. The reported bound is the best Lagrangian bound, so the gap is
+//! that of the whole program. Callees' hosts for the dependency terms come from the plan
+//! solved without capacity.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use highs::{ColProblem, HighsModelStatus, Model, Row, Sense};
+use tracing::{debug, info};
+
+use super::search::{Found, SetSearch};
+use super::{relative_gap, OptimizeError, Optimizer, Plan, PlanScore, ServiceTerms, SolverReport};
+
+/// Times the price of overflow rises by 1,000 before overflow counts as infeasibility.
+const OVERFLOW_RAISES: usize = 3;
+
+/// Share of the gap setting left to the relaxation; the integer solve gets the rest.
+const RELAXATION_SHARE: f64 = 0.5;
+
+/// One service's set of hosting regions and what it costs.
+struct Column {
+    service: usize,
+    regions: Vec<usize>,
+    cost: f64,
+    /// vCPUs the set uses in each of its regions.
+    vcpus: Vec<(usize, f64)>,
+}
+
+pub(super) fn fleet_plan(
+    optimizer: &Optimizer,
+    uncoupled: &Plan,
+    terms: &[ServiceTerms],
+) -> Result<(Plan, SolverReport), OptimizeError> {
+    let started = Instant::now();
+    let settings = &optimizer.settings;
+    let capacity = settings.capacity_vcpus.expect("called with a capacity");
+    let regions = optimizer.regions();
+    let services = optimizer.summary.services.len();
+    let needed: f64 = (0..services)
+        .map(|s| settings.min_replicas as f64 * optimizer.summary.services[s].cores)
+        .sum();
+    if needed > capacity * regions as f64 {
+        return Err(OptimizeError::FleetInfeasible {
+            constraint: format!("--capacity-vcpus {capacity}"),
+            reason: format!(
+                "{needed} vCPUs are needed for one instance per replica, {} exist",
+                capacity * regions as f64
+            ),
+        });
+    }
+
+    let mut columns: Vec<Column> = Vec::new();
+    let mut known: HashSet<(usize, Vec<usize>)> = HashSet::new();
+    let mut add = |columns: &mut Vec<Column>, service: usize, set: Vec<usize>| {
+        if known.insert((service, set.clone())) {
+            columns.push(column(optimizer, service, &terms[service], set));
+            true
+        } else {
+            false
+        }
+    };
+    // The plan without capacity first, then each service's next best sets.
+    for (service, hosts) in uncoupled.hosts.iter().enumerate() {
+        add(
+            &mut columns,
+            service,
+            hosts.iter().map(|h| h.region).collect(),
+        );
+    }
+
+    // A vCPU over capacity costs far more than an instance, so the relaxation is feasible
+    // from the start and prefers real columns to overflow. Should overflow remain once no
+    // column improves, its price rises and the search goes on, so that overflow left at the
+    // end means the relaxation itself has no room, not that overflow was cheap.
+    let mut overflow_price = 100.0
+        * (0..services)
+            .flat_map(|s| {
+                let cores = optimizer.summary.services[s].cores.max(f64::MIN_POSITIVE);
+                terms[s].instance_month.iter().map(move |p| p / cores)
+            })
+            .fold(1.0, f64::max);
+    let relaxation_gap = settings.mip_gap * RELAXATION_SHARE;
+    let deadline = settings.time_limit_seconds;
+    let mut master = Master::new(services, regions, capacity, overflow_price);
+    for c in &columns {
+        master.add(c);
+    }
+    let mut best_bound = f64::NEG_INFINITY;
+    let mut rounds = 0;
+    let mut converged = false;
+    let mut overflow;
+    let mut raises = 0;
+    loop {
+        if crate::interrupt::requested() {
+            return Err(OptimizeError::Interrupted);
+        }
+        let solved = master.solve_relaxation()?;
+        rounds += 1;
+        overflow = solved.overflow;
+        let prices: Vec<f64> = solved
+            .capacity_duals
+            .iter()
+            .map(|d| (-d).max(0.0))
+            .collect();
+        let found = price_all(optimizer, terms, &prices)?;
+        let mut bound = -prices.iter().sum::<f64>() * capacity;
+        let mut added = 0;
+        for (service, best) in found.into_iter().enumerate() {
+            let Some(best) = best else {
+                return Err(optimizer.replica_error(service, &terms[service]));
+            };
+            bound += best.value;
+            let reduced = best.value - solved.convexity_duals[service];
+            if reduced < -1e-9 * best.value.abs().max(1.0)
+                && add(&mut columns, service, best.regions)
+            {
+                master.add(columns.last().expect("just added"));
+                added += 1;
+            }
+        }
+        best_bound = best_bound.max(bound);
+        let gap = relative_gap(solved.objective, best_bound);
+        debug!(
+            round = rounds,
+            relaxation = format!("{:.2}", solved.objective),
+            bound = format!("{:.2}", best_bound),
+            gap = format!("{gap:.2e}"),
+            columns = columns.len(),
+            added,
+            "column generation"
+        );
+        if added == 0 {
+            if overflow > 1e-6 && raises < OVERFLOW_RAISES {
+                raises += 1;
+                overflow_price *= 1e3;
+                master = Master::new(services, regions, capacity, overflow_price);
+                for c in &columns {
+                    master.add(c);
+                }
+                continue;
+            }
+            converged = true;
+            break;
+        }
+        if (gap <= relaxation_gap && solved.overflow <= 1e-9)
+            || started.elapsed().as_secs_f64() >= deadline
+        {
+            break;
+        }
+    }
+    if converged && overflow > 1e-6 {
+        return Err(OptimizeError::FleetInfeasible {
+            constraint: format!("--capacity-vcpus {capacity}"),
+            reason: format!(
+                "even with services split across region sets, the fleet needs {overflow:.0} vCPUs more than the regions hold at its replica floor and target utilization"
+            ),
+        });
+    }
+    info!(
+        rounds,
+        columns = columns.len(),
+        bound = format!("{best_bound:.2}"),
+        "column generation done; solving the integer program over its columns"
+    );
+
+    let remaining = (deadline - started.elapsed().as_secs_f64()).max(0.1 * deadline);
+    let chosen = master.solve_integer(
+        &columns,
+        settings.mip_gap * (1.0 - RELAXATION_SHARE),
+        remaining,
+    )?;
+    let Some((status, chosen)) = chosen else {
+        return Err(OptimizeError::FleetInfeasible {
+            constraint: format!("--capacity-vcpus {capacity}"),
+            reason: format!(
+                "no choice among the {} region sets generated fits every region's capacity",
+                columns.len()
+            ),
+        });
+    };
+    if !chosen_once(&columns, &chosen, services) {
+        return Err(OptimizeError::Solver {
+            what: "the fleet program".to_string(),
+            status: "a solution without exactly one region set per service".to_string(),
+        });
+    }
+    let plan = plan_of(optimizer, terms, &columns, &chosen);
+    let gap = relative_gap(plan.score.objective, best_bound);
+    let status = if gap <= settings.mip_gap * (1.0 + 1e-9) {
+        "optimal".to_string()
+    } else if status == "time limit" || started.elapsed().as_secs_f64() >= deadline {
+        "time limit".to_string()
+    } else {
+        "gap above the setting".to_string()
+    };
+    let report = SolverReport {
+        status,
+        objective: plan.score.objective,
+        bound: best_bound,
+        gap,
+        programs: rounds + 1,
+        decomposition: "fleet".to_string(),
+        method: "column generation".to_string(),
+        columns: Some(columns.len()),
+    };
+    Ok((plan, report))
+}
+
+/// Returns whether `chosen` picks one column of each service.
+fn chosen_once(columns: &[Column], chosen: &[usize], services: usize) -> bool {
+    let mut count = vec![0usize; services];
+    for &index in chosen {
+        count[columns[index].service] += 1;
+    }
+    count.iter().all(|&c| c == 1)
+}
+
+fn column(
+    optimizer: &Optimizer,
+    service: usize,
+    terms: &ServiceTerms,
+    regions: Vec<usize>,
+) -> Column {
+    let (planned, score) = optimizer.score_service(service, terms, &regions);
+    let cores = optimizer.summary.services[service].cores;
+    Column {
+        service,
+        vcpus: planned
+            .iter()
+            .map(|h| (h.region, f64::from(h.instances) * cores))
+            .collect(),
+        regions,
+        cost: score.objective,
+    }
+}
+
+/// Finds each service's best set under `prices` (USD per vCPU-month per region), on as
+/// many threads as the machine has. The result does not depend on the threads.
+fn price_all(
+    optimizer: &Optimizer,
+    terms: &[ServiceTerms],
+    prices: &[f64],
+) -> Result<Vec<Option<Found>>, OptimizeError> {
+    let services = terms.len();
+    // The searches hold plain numbers only, so they can go to other threads; the
+    // optimizer, with its LightGBM handle, stays on this one.
+    let searches: Vec<SetSearch> = (0..services)
+        .map(|s| SetSearch::new(optimizer, s, &terms[s], Some(prices)))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, services.max(1));
+    let chunk = services.div_ceil(threads).max(1);
+    let mut found: Vec<Option<Found>> = vec![None; services];
+    std::thread::scope(|scope| {
+        for (slots, searches) in found.chunks_mut(chunk).zip(searches.chunks(chunk)) {
+            scope.spawn(move || {
+                for (slot, search) in slots.iter_mut().zip(searches) {
+                    *slot = search.best();
+                }
+            });
+        }
+    });
+    if crate::interrupt::requested() {
+        return Err(OptimizeError::Interrupted);
+    }
+    Ok(found)
+}
+
+/// The relaxation of the master program, kept between rounds so that HiGHS starts each
+/// solve from the last basis.
+struct Master {
+    model: Option<Model>,
+    convexity: Vec<Row>,
+    capacity_rows: Vec<Row>,
+    capacity: f64,
+    services: usize,
+    regions: usize,
+    overflow_columns: usize,
+}
+
+struct Relaxation {
+    objective: f64,
+    convexity_duals: Vec<f64>,
+    capacity_duals: Vec<f64>,
+    /// vCPUs over capacity in the relaxation's solution, summed over regions.
+    overflow: f64,
+}
+
+impl Master {
+    fn new(services: usize, regions: usize, capacity: f64, overflow_price: f64) -> Master {
+        let mut problem = ColProblem::default();
+        let convexity: Vec<Row> = (0..services).map(|_| problem.add_row(1.0..=1.0)).collect();
+        let capacity_rows: Vec<Row> = (0..regions).map(|_| problem.add_row(..=capacity)).collect();
+        for &row in &capacity_rows {
+            problem.add_column(overflow_price, 0.0.., [(row, -1.0)]);
+        }
+        let mut model = problem.optimise(Sense::Minimise);
+        quiet(&mut model);
+        Master {
+            model: Some(model),
+            convexity,
+            capacity_rows,
+            capacity,
+            services,
+            regions,
+            overflow_columns: regions,
+        }
+    }
+
+    fn add(&mut self, column: &Column) {
+        let model = self
+            .model
+            .as_mut()
+            .expect("the model is kept between solves");
+        let mut rows = vec![(self.convexity[column.service], 1.0)];
+        rows.extend(
+            column
+                .vcpus
+                .iter()
+                .map(|&(r, v)| (self.capacity_rows[r], v)),
+        );
+        model.add_col(column.cost, 0.0..=1.0, rows);
+    }
+
+    fn solve_relaxation(&mut self) -> Result<Relaxation, OptimizeError> {
+        let model = self.model.take().expect("the model is kept between solves");
+        let solved = model.try_solve().map_err(|status| OptimizeError::Solver {
+            what: "the fleet relaxation".to_string(),
+            status: format!("{status:?}"),
+        })?;
+        if solved.status() != HighsModelStatus::Optimal {
+            return Err(OptimizeError::Solver {
+                what: "the fleet relaxation".to_string(),
+                status: format!("{:?}", solved.status()),
+            });
+        }
+        let objective = solved.objective_value();
+        let solution = solved.get_solution();
+        let duals = solution.dual_rows();
+        let relaxation = Relaxation {
+            objective,
+            convexity_duals: duals[..self.services].to_vec(),
+            capacity_duals: duals[self.services..self.services + self.regions].to_vec(),
+            overflow: solution.columns()[..self.overflow_columns].iter().sum(),
+        };
+        self.model = Some(Model::from(solved));
+        Ok(relaxation)
+    }
+
+    /// Solves the master with integer choices over `columns`; `None` when no choice fits.
+    fn solve_integer(
+        &self,
+        columns: &[Column],
+        gap: f64,
+        seconds: f64,
+    ) -> Result<Option<(String, Vec<usize>)>, OptimizeError> {
+        let mut problem = ColProblem::default();
+        let convexity: Vec<Row> = (0..self.services)
+            .map(|_| problem.add_row(1.0..=1.0))
+            .collect();
+        let capacity_rows: Vec<Row> = (0..self.regions)
+            .map(|_| problem.add_row(..=self.capacity))
+            .collect();
+        for column in columns {
+            let mut rows = vec![(convexity[column.service], 1.0)];
+            rows.extend(column.vcpus.iter().map(|&(r, v)| (capacity_rows[r], v)));
+            problem.add_integer_column(column.cost, 0.0..=1.0, rows);
+        }
+        let mut model = problem.optimise(Sense::Minimise);
+        quiet(&mut model);
+        model.set_option("time_limit", seconds);
+        model.set_option("mip_rel_gap", gap);
+        let solved = model.try_solve().map_err(|status| OptimizeError::Solver {
+            what: "the fleet program".to_string(),
+            status: format!("{status:?}"),
+        })?;
+        let status = match solved.status() {
+            HighsModelStatus::Optimal => "optimal",
+            HighsModelStatus::ReachedTimeLimit => "time limit",
+            HighsModelStatus::Infeasible | HighsModelStatus::UnboundedOrInfeasible => {
+                return Ok(None)
+            }
+            other => {
+                return Err(OptimizeError::Solver {
+                    what: "the fleet program".to_string(),
+                    status: format!("{other:?}"),
+                })
+            }
+        };
+        let values = solved.get_solution().columns().to_vec();
+        if values.len() != columns.len() {
+            // A time limit before any feasible choice.
+            return Ok(None);
+        }
+        let chosen: Vec<usize> = (0..columns.len()).filter(|&k| values[k] > 0.5).collect();
+        Ok(Some((status.to_string(), chosen)))
+    }
+}
+
+fn quiet(model: &mut Model) {
+    model.make_quiet();
+    model.set_option("threads", 1);
+    model.set_option("random_seed", 0);
+}
+
+/// Solves the fleet program over every region set of every service, to a zero gap: the
+/// reference the column generation is tested against. The work grows as `2^regions` per
+/// service, so this is for tests and small fleets.
+pub(super) fn every_set_plan(
+    optimizer: &Optimizer,
+    terms: &[ServiceTerms],
+) -> Result<Plan, OptimizeError> {
+    let settings = &optimizer.settings;
+    let capacity = settings.capacity_vcpus.expect("called with a capacity");
+    let regions = optimizer.regions();
+    let mut columns = Vec::new();
+    for (service, service_terms) in terms.iter().enumerate() {
+        for mask in 1u64..(1u64 << regions) {
+            let set: Vec<usize> = (0..regions).filter(|r| mask >> r & 1 == 1).collect();
+            if (settings.min_replicas..=settings.max_replicas).contains(&set.len())
+                && set.iter().all(|&r| service_terms.allowed[r])
+                && optimizer.meets_slo(service, service_terms, &set)
+            {
+                columns.push(column(optimizer, service, service_terms, set));
+            }
+        }
+    }
+    let master = Master::new(terms.len(), regions, capacity, 0.0);
+    let Some((_, chosen)) = master.solve_integer(&columns, 0.0, settings.time_limit_seconds)?
+    else {
+        return Err(OptimizeError::FleetInfeasible {
+            constraint: format!("--capacity-vcpus {capacity}"),
+            reason: "no choice of region sets fits every region's capacity".to_string(),
+        });
+    };
+    Ok(plan_of(optimizer, terms, &columns, &chosen))
+}
+
+/// Scores the plan that picks `chosen` among `columns`.
+fn plan_of(
+    optimizer: &Optimizer,
+    terms: &[ServiceTerms],
+    columns: &[Column],
+    chosen: &[usize],
+) -> Plan {
+    let mut hosts = vec![Vec::new(); terms.len()];
+    let mut score = PlanScore {
+        objective: 0.0,
+        monthly_cost_usd: 0.0,
+        weighted_latency_ms: 0.0,
+    };
+    for &index in chosen {
+        let c = &columns[index];
+        let (planned, service_score) =
+            optimizer.score_service(c.service, &terms[c.service], &c.regions);
+        score.objective += service_score.objective;
+        score.monthly_cost_usd += service_score.monthly_cost_usd;
+        score.weighted_latency_ms += service_score.weighted_latency_ms;
+        hosts[c.service] = planned;
+    }
+    Plan { hosts, score }
+}

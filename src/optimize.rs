@@ -283,8 +283,8 @@ pub struct Optimizer<'a> {
     pub settings: OptimizeSettings,
     /// Total mean demand of the fleet, in requests per second.
     fleet_demand: f64,
-    /// Services with every callee before its callers.
-    order: Vec<usize>,
+    /// Services by depth in the call graph: each level calls only earlier levels.
+    levels: Vec<Vec<usize>>,
 }
 
 impl<'a> Optimizer<'a> {
@@ -312,13 +312,26 @@ impl<'a> Optimizer<'a> {
             .map(|s| s.mean_demand.iter().sum::<f64>())
             .sum::<f64>()
             .max(f64::MIN_POSITIVE);
+        let mut depth = vec![0usize; summary.services.len()];
+        for &service in &order {
+            depth[service] = summary.services[service]
+                .dependencies
+                .iter()
+                .map(|&callee| depth[callee] + 1)
+                .max()
+                .unwrap_or(0);
+        }
+        let mut levels = vec![Vec::new(); depth.iter().copied().max().map_or(0, |d| d + 1)];
+        for &service in &order {
+            levels[depth[service]].push(service);
+        }
         Ok(Optimizer {
             summary,
             market,
             model,
             settings,
             fleet_demand,
-            order,
+            levels,
         })
     }
 
@@ -344,13 +357,15 @@ impl<'a> Optimizer<'a> {
     }
 
     /// Builds the coefficients of `service`, with its callees hosted as in `plan`.
-    fn terms(
+    /// Builds the coefficients of `service` but its latencies, and the latency model's
+    /// input rows for them, with its callees hosted as in `plan`.
+    fn terms_without_latency(
         &self,
         service: usize,
         plan: &[Vec<usize>],
         processing: &[Vec<f64>],
         utilization: &[f64],
-    ) -> Result<ServiceTerms, OptimizeError> {
+    ) -> (ServiceTerms, Vec<f64>) {
         let regions = self.regions();
         let summary = &self.summary.services[service];
         let total_mean: f64 = summary.mean_demand.iter().sum();
@@ -384,7 +399,6 @@ impl<'a> Optimizer<'a> {
 
         let price_units = (summary.cores / crate::catalog::PRICED_INSTANCE_VCPUS)
             .max(summary.memory_mb / crate::catalog::PRICED_INSTANCE_MEMORY_MB);
-        let mut latency = vec![0.0; regions * regions];
         let mut transfer = vec![0.0; regions];
         let mut instance_month = vec![0.0; regions];
         let mut processing_at = vec![0.0; regions];
@@ -434,24 +448,49 @@ impl<'a> Optimizer<'a> {
                 ));
             }
         }
-        let predicted = self.model.predict(&rows)?;
-        for r in 0..regions {
-            for o in 0..regions {
-                latency[o * regions + r] = predicted[r * regions + o];
-            }
-        }
         let allowed = self.market.allowed[service]
             .clone()
             .unwrap_or_else(|| vec![true; regions]);
-        Ok(ServiceTerms {
-            latency,
+        let terms = ServiceTerms {
+            latency: Vec::new(),
             transfer,
             instance_month,
             instance_rps,
             processing: processing_at,
             utilization: mean_util,
             allowed,
-        })
+        };
+        (terms, rows)
+    }
+
+    /// Builds the coefficients of every service in `level`, which call none of each
+    /// other, with one call of the latency model for all of them.
+    fn level_terms(
+        &self,
+        level: &[usize],
+        plan: &[Vec<usize>],
+        processing: &[Vec<f64>],
+        utilization: &[f64],
+    ) -> Result<Vec<ServiceTerms>, OptimizeError> {
+        let regions = self.regions();
+        let mut all_rows = Vec::new();
+        let mut partial = Vec::with_capacity(level.len());
+        for &service in level {
+            let (terms, rows) = self.terms_without_latency(service, plan, processing, utilization);
+            all_rows.extend(rows);
+            partial.push(terms);
+        }
+        let predicted = self.model.predict(&all_rows)?;
+        for (k, terms) in partial.iter_mut().enumerate() {
+            let block = &predicted[k * regions * regions..(k + 1) * regions * regions];
+            terms.latency = vec![0.0; regions * regions];
+            for r in 0..regions {
+                for o in 0..regions {
+                    terms.latency[o * regions + r] = block[r * regions + o];
+                }
+            }
+        }
+        Ok(partial)
     }
 
     /// Scores the hosts `regions` of one service: nearest routing, sizing at the target
@@ -532,22 +571,24 @@ impl<'a> Optimizer<'a> {
             monthly_cost_usd: 0.0,
             weighted_latency_ms: 0.0,
         };
-        for &service in &self.order {
+        for level in &self.levels {
             if crate::interrupt::requested() {
                 return Err(OptimizeError::Interrupted);
             }
-            let terms = self.terms(service, &chosen, &processing, &utilization)?;
-            let mut regions_chosen = choose(service, &terms)?;
-            regions_chosen.sort_unstable();
-            let (planned, service_score) = self.score_service(service, &terms, &regions_chosen);
-            score.objective += service_score.objective;
-            score.monthly_cost_usd += service_score.monthly_cost_usd;
-            score.weighted_latency_ms += service_score.weighted_latency_ms;
-            processing[service] = terms.processing.clone();
-            utilization[service] = terms.utilization;
-            chosen[service] = regions_chosen;
-            hosts[service] = planned;
-            all_terms[service] = Some(terms);
+            let level_terms = self.level_terms(level, &chosen, &processing, &utilization)?;
+            for (&service, terms) in level.iter().zip(level_terms) {
+                let mut regions_chosen = choose(service, &terms)?;
+                regions_chosen.sort_unstable();
+                let (planned, service_score) = self.score_service(service, &terms, &regions_chosen);
+                score.objective += service_score.objective;
+                score.monthly_cost_usd += service_score.monthly_cost_usd;
+                score.weighted_latency_ms += service_score.weighted_latency_ms;
+                processing[service] = terms.processing.clone();
+                utilization[service] = terms.utilization;
+                chosen[service] = regions_chosen;
+                hosts[service] = planned;
+                all_terms[service] = Some(terms);
+            }
         }
         let all_terms = all_terms
             .into_iter()

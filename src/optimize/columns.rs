@@ -120,7 +120,7 @@ pub(super) fn fleet_plan(
             .iter()
             .map(|d| (-d).max(0.0))
             .collect();
-        let found = price_all(optimizer, terms, &prices)?;
+        let found = price_all(optimizer, terms, &prices, &columns)?;
         let mut bound = -prices.iter().sum::<f64>() * capacity;
         let mut added = 0;
         for (service, best) in found.into_iter().enumerate() {
@@ -258,8 +258,14 @@ fn price_all(
     optimizer: &Optimizer,
     terms: &[ServiceTerms],
     prices: &[f64],
+    columns: &[Column],
 ) -> Result<Vec<Option<Found>>, OptimizeError> {
     let services = terms.len();
+    // Each service's columns so far are the search's first sets to beat.
+    let mut known: Vec<Vec<&[usize]>> = vec![Vec::new(); services];
+    for c in columns {
+        known[c.service].push(&c.regions);
+    }
     // The searches hold plain numbers only, so they can go to other threads; the
     // optimizer, with its LightGBM handle, stays on this one.
     let searches: Vec<SetSearch> = (0..services)
@@ -271,10 +277,14 @@ fn price_all(
     let chunk = services.div_ceil(threads).max(1);
     let mut found: Vec<Option<Found>> = vec![None; services];
     std::thread::scope(|scope| {
-        for (slots, searches) in found.chunks_mut(chunk).zip(searches.chunks(chunk)) {
+        for ((slots, searches), known) in found
+            .chunks_mut(chunk)
+            .zip(searches.chunks(chunk))
+            .zip(known.chunks(chunk))
+        {
             scope.spawn(move || {
-                for (slot, search) in slots.iter_mut().zip(searches) {
-                    *slot = search.best();
+                for ((slot, search), known) in slots.iter_mut().zip(searches).zip(known) {
+                    *slot = search.best_beating(known);
                 }
             });
         }

@@ -64,7 +64,7 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
     /// Weight of latency in the objective: USD per month that one ms of the fleet's
-    /// traffic-weighted mean latency is worth.
+    /// traffic-weighted mean latency is worth, 0 to 1e9.
     #[arg(
         long,
         default_value_t = 1000.0,
@@ -73,7 +73,7 @@ pub struct PlanArgs {
     )]
     pub lambda: f64,
 
-    /// Peak-hour CPU utilization that hosts are sized for, in (0, 1].
+    /// Peak-hour CPU utilization that hosts are sized for, in [0.01, 1].
     #[arg(
         long,
         default_value_t = 0.6,
@@ -101,7 +101,8 @@ pub struct PlanArgs {
     pub max_replicas: i64,
 
     /// Latency SLO of latency-critical services, in ms: every origin's predicted routed
-    /// latency must stay under it. No SLO by default.
+    /// latency must stay under it. The summary also counts the origins that miss it in the
+    /// world model, where the prediction's error shows. No SLO by default.
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub slo_ms: Option<f64>,
 
@@ -123,7 +124,9 @@ pub struct PlanArgs {
     pub solver: crate::optimize::ServiceSolver,
 
     /// Seconds the solver may spend on one service's program, or on the whole fleet
-    /// program under `--capacity-vcpus`.
+    /// program under `--capacity-vcpus`, where it is checked between rounds, so one round
+    /// can run past it. A limit that binds makes the plan depend on the machine's speed.
+    /// The set search always runs to the end.
     #[arg(
         long,
         default_value_t = 60.0,

@@ -38,9 +38,10 @@ mod search;
 /// Settings of the program, with their units.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OptimizeSettings {
-    /// USD per month that one ms of fleet traffic-weighted mean latency is worth.
+    /// USD per month that one ms of fleet traffic-weighted mean latency is worth, at most
+    /// `MAX_LAMBDA`.
     pub lambda_usd_per_ms: f64,
-    /// Peak-hour CPU utilization that hosts are sized for, in (0, 1].
+    /// Peak-hour CPU utilization that hosts are sized for, in [`MIN_TARGET_UTILIZATION`, 1].
     pub target_utilization: f64,
     pub min_replicas: usize,
     pub max_replicas: usize,
@@ -68,6 +69,13 @@ pub enum ServiceSolver {
     /// The exact search over region sets.
     Search,
 }
+
+/// Largest `--lambda`, in USD per month per ms. Far above it HiGHS loses precision
+/// (1e20 gave an unknown status), and no fleet's latency is worth more.
+pub const MAX_LAMBDA: f64 = 1e9;
+
+/// Smallest `--target-utilization`. Below it the instance counts grow past any fleet.
+pub const MIN_TARGET_UTILIZATION: f64 = 0.01;
 
 /// Above this many regions `ServiceSolver::Auto` uses the set search: at 22 regions HiGHS
 /// took about 2 s per service, the search about a millisecond, for the same optimum.
@@ -112,6 +120,10 @@ pub enum OptimizeError {
     Model(#[from] crate::latency_model::ModelError),
     #[error("optimization was interrupted; nothing was stored")]
     Interrupted,
+    #[error(
+        "the fleet program found no plan within --time-limit {seconds} s\nhint: raise --time-limit"
+    )]
+    TimedOut { seconds: f64 },
     #[error("the database has no {what}\nhint: run `placewise {command}` first")]
     MissingModel {
         what: &'static str,
@@ -133,18 +145,18 @@ impl OptimizeSettings {
                 rule,
             })
         };
-        if !(self.lambda_usd_per_ms >= 0.0 && self.lambda_usd_per_ms.is_finite()) {
+        if !(0.0..=MAX_LAMBDA).contains(&self.lambda_usd_per_ms) {
             return invalid(
                 "lambda",
                 self.lambda_usd_per_ms.to_string(),
-                "use a finite number of USD per ms, 0 or more",
+                "use 0 to 1e9 USD per ms",
             );
         }
-        if !(self.target_utilization > 0.0 && self.target_utilization <= 1.0) {
+        if !(MIN_TARGET_UTILIZATION..=1.0).contains(&self.target_utilization) {
             return invalid(
                 "target-utilization",
                 self.target_utilization.to_string(),
-                "use a number in (0, 1]",
+                "use a number in [0.01, 1]",
             );
         }
         if self.min_replicas == 0 || self.min_replicas > regions {
@@ -577,6 +589,9 @@ impl<'a> Optimizer<'a> {
             }
             let level_terms = self.level_terms(level, &chosen, &processing, &utilization)?;
             for (&service, terms) in level.iter().zip(level_terms) {
+                if crate::interrupt::requested() {
+                    return Err(OptimizeError::Interrupted);
+                }
                 let mut regions_chosen = choose(service, &terms)?;
                 regions_chosen.sort_unstable();
                 let (planned, service_score) = self.score_service(service, &terms, &regions_chosen);
@@ -769,7 +784,26 @@ impl<'a> Optimizer<'a> {
         search::SetSearch::new(self, service, terms, None)
             .best()
             .map(|found| found.regions)
-            .ok_or_else(|| self.slo_error(service))
+            .ok_or_else(|| {
+                if self.settings.slo_ms.is_some() && self.summary.services[service].latency_critical
+                {
+                    self.slo_error(service)
+                } else {
+                    self.overflow_error(service)
+                }
+            })
+    }
+
+    /// Names the settings when no region set of `service` has a finite objective.
+    fn overflow_error(&self, service: usize) -> OptimizeError {
+        OptimizeError::Infeasible {
+            service: self.market.names[service].clone(),
+            constraint: format!(
+                "--lambda {} with --target-utilization {}",
+                self.settings.lambda_usd_per_ms, self.settings.target_utilization
+            ),
+            reason: "every region set's objective overflows; use a smaller --lambda or a larger --target-utilization".to_string(),
+        }
     }
 
     fn slo_error(&self, service: usize) -> OptimizeError {

@@ -94,7 +94,8 @@ fn forest_parameters(objective: &str, classes: usize, seed: u64) -> serde_json::
         "num_threads": 1,
         "verbosity": -1,
     });
-    if classes > 2 {
+    // LightGBM's multiclass objective needs the count even for two classes.
+    if objective == "multiclass" {
         parameters["num_class"] = serde_json::json!(classes);
     }
     parameters

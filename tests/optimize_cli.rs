@@ -193,3 +193,77 @@ fn bad_settings_are_named_with_their_value() {
         "{message}"
     );
 }
+
+#[test]
+fn narrow_replica_bounds_and_slo_still_give_a_plan() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = trained_fleet(directory.path());
+    let out = directory.path().join("out");
+    let out = out.to_str().unwrap();
+    // Every label plan has one or two replicas, so the replica forest has two classes.
+    for bounds in [["1", "1"], ["1", "2"], ["2", "2"]] {
+        let args = [
+            "--json",
+            "--out",
+            out,
+            "--min-replicas",
+            bounds[0],
+            "--max-replicas",
+            bounds[1],
+        ];
+        let output = command(&db, "optimize", &args);
+        assert!(output.status.success(), "{bounds:?}: {}", stderr(&output));
+    }
+    // The SLO holds on predicted latency. The world model's misses are measured, not
+    // counted as broken constraints.
+    let output = command(
+        &db,
+        "optimize",
+        &["--json", "--out", out, "--slo-ms", "400"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let misses = &json["plans"]["optimizer"]["world"]["slo_misses"];
+    assert_eq!(misses["slo_ms"].as_f64(), Some(400.0));
+    let origins = misses["origins"].as_u64().unwrap();
+    assert!(origins > 0, "{misses}");
+    assert!(misses["missed"].as_u64().unwrap() <= origins);
+}
+
+#[test]
+fn capacity_time_out_and_overflowing_settings_are_named() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = trained_fleet(directory.path());
+    let out = directory.path().join("out");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--lambda", "1e20"],
+            "--lambda 100000000000000000000 is invalid",
+        ),
+        (
+            &["--target-utilization", "1e-9"],
+            "--target-utilization 0.000000001 is invalid",
+        ),
+        (
+            &["--capacity-vcpus", "1", "--min-replicas", "1"],
+            "the fleet cannot meet `--capacity-vcpus 1`",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["--out", out];
+        args.extend_from_slice(extra);
+        let output = command(&db, "optimize", &args);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -480,7 +480,8 @@ fn store_plans(
 pub fn summary_table(outcome: &OptimizeOutcome) -> String {
     let solver = &outcome.solver;
     let mut out = format!(
-        "placement plan: HiGHS {} ({}, {} program(s)), objective {:.2}, bound {:.2}, gap {:.2e}\n",
+        "placement plan: {} {} ({}, {} program(s)), objective {:.2}, bound {:.2}, gap {:.2e}\n",
+        solver.method,
         solver.status,
         solver.decomposition,
         solver.programs,
@@ -511,6 +512,23 @@ pub fn summary_table(outcome: &OptimizeOutcome) -> String {
             summary.world.weighted_latency_ms,
             100.0 * summary.world.error_rate
         ));
+    }
+    if let Some((_, optimizer)) = outcome
+        .summaries
+        .iter()
+        .find(|(kind, _)| kind == "optimizer")
+    {
+        if let Some(misses) = optimizer.world.slo_misses {
+            out.push_str(&format!(
+                "  SLO {} ms, held on predicted latency: in the world model {} of {} critical service origins miss it{}\n",
+                misses.slo_ms,
+                misses.missed,
+                misses.origins,
+                misses
+                    .worst_ms
+                    .map_or(String::new(), |worst| format!(", the worst at {worst:.1} ms"))
+            ));
+        }
     }
     let report = &outcome.strategy_classifier;
     out.push_str(&format!(

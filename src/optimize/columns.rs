@@ -170,7 +170,7 @@ pub(super) fn fleet_plan(
         return Err(OptimizeError::FleetInfeasible {
             constraint: format!("--capacity-vcpus {capacity}"),
             reason: format!(
-                "even with services split across region sets, the fleet needs {overflow:.0} vCPUs more than the regions hold at its replica floor and target utilization"
+                "even with services split across region sets, the fleet needs {overflow:.1} vCPUs more than the regions hold at its replica floor and target utilization"
             ),
         });
     }
@@ -197,9 +197,9 @@ pub(super) fn fleet_plan(
         });
     };
     if !chosen_once(&columns, &chosen, services) {
-        return Err(OptimizeError::Solver {
-            what: "the fleet program".to_string(),
-            status: "a solution without exactly one region set per service".to_string(),
+        // HiGHS stopped at its time limit before it had an integer solution.
+        return Err(OptimizeError::TimedOut {
+            seconds: settings.time_limit_seconds,
         });
     }
     let plan = plan_of(optimizer, terms, &columns, &chosen);

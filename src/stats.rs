@@ -154,10 +154,13 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Result<TestResult, StatsError> {
     let n = n1 + n2;
     let mu = n1 * n2 / 2.0;
     let sigma = (n1 * n2 / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)))).sqrt();
+    // As scipy, the continuity correction is subtracted from the larger U, and the upper
+    // tail doubled and capped at 1: when both U are within 0.5 of their mean, z is
+    // negative and the p-value is 1.
     let z = (u1.max(u2) - mu - 0.5) / sigma;
     Ok(TestResult {
         statistic: u1,
-        p_value: normal_two_sided(z),
+        p_value: (2.0 * Normal::standard().sf(z)).min(1.0),
         df: None,
     })
 }
@@ -195,4 +198,158 @@ pub fn wilcoxon(a: &[f64], b: &[f64]) -> Result<TestResult, StatsError> {
         p_value: normal_two_sided((statistic - mean) / spread),
         df: None,
     })
+}
+
+/// Returns the `q` quantile of `sorted` (ascending) by linear interpolation between order
+/// statistics, as `numpy.quantile(values, q)` with its default method. NaN when empty.
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let position = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lower = position.floor() as usize;
+    let upper = (lower + 1).min(sorted.len() - 1);
+    let fraction = position - lower as f64;
+    sorted[lower] + fraction * (sorted[upper] - sorted[lower])
+}
+
+/// Returns Cohen's d_z of paired samples: the mean of `a - b` over the sample standard
+/// deviation of the differences. It is NaN when every difference is zero, and infinite
+/// when they are all equal but not zero.
+pub fn cohens_d_paired(a: &[f64], b: &[f64]) -> Result<f64, StatsError> {
+    let differences = differences("Cohen's d_z", a, b)?;
+    if differences.len() < 2 {
+        return Err(StatsError::TooFew {
+            test: "Cohen's d_z",
+            needed: 2,
+            found: differences.len(),
+        });
+    }
+    Ok(mean(&differences) / variance(&differences).sqrt())
+}
+
+/// Returns Cohen's d of two independent samples: the difference of the means over the
+/// pooled standard deviation, `sqrt(((na - 1) va + (nb - 1) vb) / (na + nb - 2))`.
+pub fn cohens_d(a: &[f64], b: &[f64]) -> Result<f64, StatsError> {
+    let smallest = a.len().min(b.len());
+    if smallest < 2 {
+        return Err(StatsError::TooFew {
+            test: "Cohen's d",
+            needed: 2,
+            found: smallest,
+        });
+    }
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let pooled = ((na - 1.0) * variance(a) + (nb - 1.0) * variance(b)) / (na + nb - 2.0);
+    Ok((mean(a) - mean(b)) / pooled.sqrt())
+}
+
+/// Intervals of the composite Simpson rule over the chi variable in [`t_test_power`].
+const POWER_INTERVALS: usize = 4000;
+
+/// Half-width, in units of the chi variable, of the range [`t_test_power`] integrates
+/// over around `sqrt(df)`. The chi distribution's standard deviation is below 1/sqrt(2)
+/// for every `df`, so 12 units are 17 standard deviations, beyond which the density is
+/// negligible.
+const POWER_HALF_WIDTH: f64 = 12.0;
+
+/// Returns the power of a two-sided t-test at level `alpha` with `df` degrees of freedom
+/// when the statistic follows the noncentral t distribution with noncentrality
+/// `noncentrality`: `P(|T| > c)` with `c = t_{1 - alpha/2, df}`, as
+/// `scipy.stats.nct.sf(c, df, nc) + scipy.stats.nct.cdf(-c, df, nc)`.
+///
+/// `T = (Z + nc) / (X / sqrt(df))` with `Z` standard normal and `X` chi with `df` degrees
+/// of freedom. The power is therefore an integral over `X` of two normal tails, which the
+/// composite Simpson rule evaluates where the chi density is not negligible.
+pub fn t_test_power(noncentrality: f64, df: u64, alpha: f64) -> f64 {
+    use statrs::distribution::{Chi, Continuous};
+    let critical = StudentsT::new(0.0, 1.0, df as f64)
+        .expect("positive degrees of freedom")
+        .inverse_cdf(1.0 - alpha / 2.0);
+
+    let chi = Chi::new(df).expect("positive degrees of freedom");
+    let normal = Normal::standard();
+    let root = (df as f64).sqrt();
+    let low = (root - POWER_HALF_WIDTH).max(0.0);
+    let high = root + POWER_HALF_WIDTH;
+    let step = (high - low) / POWER_INTERVALS as f64;
+
+    let integrand = |x: f64| {
+        if x <= 0.0 {
+            // Both tails sum to 1 at x = 0, so the integrand is the density there: zero
+            // for df > 1 and sqrt(2 / pi) for df = 1.
+            return if df == 1 {
+                (2.0 / std::f64::consts::PI).sqrt()
+            } else {
+                0.0
+            };
+        }
+        let scaled = critical * x / root;
+        chi.ln_pdf(x).exp()
+            * (normal.cdf(noncentrality - scaled) + normal.cdf(-noncentrality - scaled))
+    };
+
+    let mut sum = integrand(low) + integrand(high);
+    for k in 1..POWER_INTERVALS {
+        let weight = if k % 2 == 1 { 4.0 } else { 2.0 };
+        sum += weight * integrand(low + k as f64 * step);
+    }
+    (sum * step / 3.0).clamp(0.0, 1.0)
+}
+
+/// The t-test that [`sample_size`] and [`design_power`] compute for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerDesign {
+    /// The paired t-test on `n` pairs: `df = n - 1`, noncentrality `d_z sqrt(n)`.
+    Paired,
+    /// The two-sample t-test with `n` per group: `df = 2n - 2`, noncentrality
+    /// `d sqrt(n / 2)`.
+    TwoSample,
+}
+
+/// Largest sample size [`sample_size`] looks at, per group.
+pub const MAX_SAMPLE_SIZE: u64 = 10_000_000;
+
+/// Returns the power of `design` with `n` pairs or `n` per group at effect size
+/// `effect` (Cohen's d_z or d).
+pub fn design_power(design: PowerDesign, effect: f64, n: u64, alpha: f64) -> f64 {
+    match design {
+        PowerDesign::Paired => t_test_power(effect * (n as f64).sqrt(), n - 1, alpha),
+        PowerDesign::TwoSample => t_test_power(effect * (n as f64 / 2.0).sqrt(), 2 * n - 2, alpha),
+    }
+}
+
+/// Returns the smallest `n` (pairs, or services per group) at which `design` reaches
+/// `power` at level `alpha` for the effect size `effect`, or `None` when no `n` up to
+/// [`MAX_SAMPLE_SIZE`] does (a zero or non-finite effect, say).
+///
+/// The normal approximation `((z_{1-alpha/2} + z_power) / d)^2` gives a start, from which
+/// the exact power steps to the smallest `n`; the power grows with `n`.
+pub fn sample_size(design: PowerDesign, effect: f64, power: f64, alpha: f64) -> Option<u64> {
+    let effect = effect.abs();
+    if !effect.is_finite() || effect == 0.0 {
+        return None;
+    }
+    let normal = Normal::standard();
+    let z = normal.inverse_cdf(1.0 - alpha / 2.0) + normal.inverse_cdf(power);
+    let per_unit = match design {
+        PowerDesign::Paired => 1.0,
+        PowerDesign::TwoSample => 2.0,
+    };
+    let approximate = per_unit * (z / effect).powi(2);
+    if !approximate.is_finite() || approximate > MAX_SAMPLE_SIZE as f64 {
+        return None;
+    }
+    let reaches = |n: u64| design_power(design, effect, n, alpha) >= power;
+    let mut n = (approximate.ceil() as u64).max(2);
+    while !reaches(n) {
+        n += 1;
+        if n > MAX_SAMPLE_SIZE {
+            return None;
+        }
+    }
+    while n > 2 && reaches(n - 1) {
+        n -= 1;
+    }
+    Some(n)
 }

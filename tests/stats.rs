@@ -132,10 +132,24 @@ fn design(name: &str) -> PowerDesign {
 }
 
 #[test]
+fn t_quantiles_match_scipy() {
+    let fixture = fixture();
+    let cases = fixture["t_upper_quantiles"].as_array().unwrap();
+    assert_eq!(cases.len(), 9);
+    for case in cases {
+        close(
+            stats::t_upper_quantile(case["tail"].as_f64().unwrap(), case["df"].as_f64().unwrap()),
+            case["quantile"].as_f64().unwrap(),
+            &format!("t quantile {case}"),
+        );
+    }
+}
+
+#[test]
 fn power_matches_noncentral_t() {
     let fixture = fixture();
     let cases = fixture["power"].as_array().unwrap();
-    assert_eq!(cases.len(), 9);
+    assert_eq!(cases.len(), 11);
     for case in cases {
         let found = stats::design_power(
             design(case["design"].as_str().unwrap()),

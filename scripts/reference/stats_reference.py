@@ -58,7 +58,10 @@ POWER_CASES = [
     ("two_sample", 0.8, 26, 0.05),
     ("two_sample", 2.0, 2, 0.05),
     ("two_sample", 0.1, 1571, 0.05),
+    ("paired", 0.009, 100000, 0.05),
+    ("two_sample", 0.002, 2000000, 0.05),
 ]
+T_QUANTILE_DF = [1, 2, 5, 30, 999, 1000, 99999, 999999, 3999998]
 SAMPLE_SIZE_EFFECTS = [0.05, 0.2, 0.5, 0.8, 1.5, 3.0]
 
 
@@ -113,6 +116,10 @@ def main():
                "expected": [float(np.quantile(values, q)) for q in QUANTILES]}
         for name, values in QUANTILE_VECTORS.items()
     }
+    out["t_upper_quantiles"] = [
+        {"tail": 0.025, "df": df, "quantile": float(stats.t.isf(0.025, df))}
+        for df in T_QUANTILE_DF
+    ]
     out["power"] = [
         {"design": design, "effect": effect, "n": n, "alpha": alpha,
          "power": power(design, effect, n, alpha)}

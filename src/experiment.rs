@@ -50,7 +50,7 @@ pub const ASSIGNMENT_STREAM: u64 = 3;
 pub const BOOTSTRAP_STREAM: u64 = 4;
 
 /// How services meet the two arms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Design {
     /// Every service runs under both arms.
@@ -60,7 +60,7 @@ pub enum Design {
 }
 
 /// Whether the two arms share their random draws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Noise {
     /// Both arms draw the same requests and latency noise (paired design only; the split

@@ -203,8 +203,8 @@ pub struct ExperimentSettingsArgs {
     #[arg(long, default_value = "optimizer", value_name = "ARM")]
     pub treatment: String,
 
-    /// `paired`: every service runs under both arms; `split`: each service runs under one
-    /// arm, half of them (rounded down) under the treatment, chosen with the seed.
+    /// `paired`: every service runs under both arms. `split`: each service runs under one
+    /// arm, and half of them (rounded down), chosen with the seed, under the treatment.
     #[arg(long, value_enum, default_value_t = Design::Paired)]
     pub design: Design,
 

@@ -49,7 +49,7 @@ pub const ASSIGNMENT_STREAM: u64 = 3;
 /// ChaCha8 stream of the bootstrap resamples.
 pub const BOOTSTRAP_STREAM: u64 = 4;
 
-/// How services meet the two arms.
+/// The assignment of services to the two arms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Design {
@@ -135,7 +135,7 @@ impl ExperimentSettings {
     }
 }
 
-/// What one arm measured: per service in fleet order, and its requests.
+/// The measurements of one arm: per service in fleet order, and its requests.
 #[derive(Debug, Clone)]
 pub struct ArmData {
     /// Services that ran under this arm.
@@ -196,7 +196,7 @@ pub struct ArmMetrics {
 #[derive(Debug, Clone, Serialize)]
 pub struct NamedTest {
     pub method: &'static str,
-    /// What one observation is: `request` or `service`.
+    /// The unit of one observation: `request` or `service`.
     pub unit: &'static str,
     pub observations: usize,
     /// NaN (null in JSON) where the statistic is undefined, e.g. every difference zero.
@@ -301,7 +301,7 @@ pub struct Outcome {
 
 /// Builds the world model of a generated fleet without a database, as
 /// [`WorldFleet::load`] reads it from one: the mean RTT over the days, and the demand of
-/// the last week (hours before the first are zero when the fleet has fewer days).
+/// the last week. Hours before the first are zero when the fleet has fewer days.
 pub fn world_fleet(fleet: &Fleet) -> Result<WorldFleet, WorldError> {
     let set = &fleet.config.regions;
     let regions = set.len();
@@ -937,7 +937,8 @@ pub fn weighted_quantile(data: &ArmData, weights: &[u32], q: f64) -> f64 {
     unreachable!("the weights cover {total} requests")
 }
 
-/// One resample's four ratios, treatment over control.
+/// Computes one resample's four ratios, treatment over control: mean latency, p95
+/// latency, mean cost per service and critical-service latency.
 fn ratios(
     control: &ArmData,
     treatment: &ArmData,

@@ -41,7 +41,7 @@ pub const RAND_DISTR_VERSION: &str = "0.5.1";
 /// scipy version the tests are checked against (`tests/fixtures/stats_reference.json`).
 pub const SCIPY_REFERENCE_VERSION: &str = "1.17.1";
 
-/// Where an arm's placement comes from.
+/// The source of an arm's placement.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArmSource {
     /// The value of --control or --treatment.
@@ -130,7 +130,6 @@ pub struct Timings {
     pub load_seconds: f64,
     pub evaluate_seconds: f64,
     pub analysis_seconds: f64,
-    pub store_seconds: f64,
 }
 
 /// The results file: the document with its timings.
@@ -141,7 +140,7 @@ struct ResultsFile<'a> {
     timings: &'a Timings,
 }
 
-/// What `experiment` produced, which `run` reuses.
+/// The outcome of `experiment`, which `run` reuses.
 #[derive(Debug, Clone)]
 pub struct ExperimentReport {
     pub run_id: i64,
@@ -208,7 +207,7 @@ pub fn settings(args: &ExperimentSettingsArgs, seed: u64) -> Result<ExperimentSe
 ///
 /// The output paths are checked and the writer's lock taken before any work. The three
 /// files are staged beside their targets and renamed into place only after the database
-/// holds the experiment, so a failure leaves the previous outputs and tables as they were.
+/// contains the experiment, so a failure leaves the previous outputs and tables as they were.
 pub fn experiment_and_store(
     cli: &Cli,
     args: &ExperimentSettingsArgs,
@@ -255,20 +254,14 @@ pub fn experiment_and_store(
     let outcome = prepared.run(&settings, &proceed)?;
     timings.analysis_seconds = started.elapsed().as_secs_f64();
 
-    let started = Instant::now();
     let document = build_document(&settings, &outcome, control_source, treatment_source);
-    let store_text = |timings: &Timings| -> Result<String> {
-        let mut text = serde_json::to_string_pretty(&ResultsFile {
-            document: &document,
-            timings,
-        })?;
-        text.push('\n');
-        Ok(text)
-    };
-    // The file carries the store step's time too, so it is written with the time as of
-    // staging; the database's copy has no timings.
-    timings.store_seconds = started.elapsed().as_secs_f64();
-    let results_text = store_text(&timings)?;
+    let mut results_text = serde_json::to_string_pretty(&ResultsFile {
+        document: &document,
+        timings: &timings,
+    })?;
+    results_text.push('\n');
+    // NOTE: the interrupt handler tracks one partial file, the last staged, so a second
+    // Ctrl-C before the rename can leave the first two `.placewise-*.partial` files.
     let staged = [
         output::stage(&paths[0], |file| {
             use std::io::Write;

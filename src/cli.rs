@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::experiment::{Design, Noise};
+
 /// Recommends where each service should run across cloud regions, and with how many
 /// replicas, so that users see less latency and the fleet costs less.
 ///
@@ -56,7 +58,9 @@ pub enum Command {
     Optimize(OptimizeArgs),
     /// Recommend one region or several, and how many, for a new service.
     Recommend(RecommendArgs),
-    /// Run every stage of the pipeline in order on the given settings.
+    /// Compare two placements in an A/B experiment in the world model.
+    Experiment(ExperimentArgs),
+    /// Run generate, train, optimize and experiment in order on the given settings.
     Run(RunArgs),
 }
 
@@ -193,6 +197,69 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub plan: PlanArgs,
+
+    #[command(flatten)]
+    pub experiment: ExperimentSettingsArgs,
+}
+
+/// Settings of the A/B experiment, shared by `experiment` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct ExperimentSettingsArgs {
+    /// Control arm: `random`, `heuristic`, `greedy` or `optimizer` (that plan of the latest
+    /// `optimize`), or the path of a plan CSV in the format of `results/plan.csv` (write
+    /// `./random` for a file named like a plan).
+    #[arg(long, default_value = "random", value_name = "ARM")]
+    pub control: String,
+
+    /// Treatment arm, as for --control.
+    #[arg(long, default_value = "optimizer", value_name = "ARM")]
+    pub treatment: String,
+
+    /// `paired`: every service runs under both arms. `split`: each service runs under one
+    /// arm, and half of them (rounded down), chosen with the seed, under the treatment.
+    #[arg(long, value_enum, default_value_t = Design::Paired)]
+    pub design: Design,
+
+    /// Requests drawn per arm from the world model, in proportion to the demand over
+    /// services, origin regions and the hours of the last week; 2 to 100000000.
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub requests: i64,
+
+    /// Bootstrap resamples of the services for the 95% intervals; 0 (no intervals) to
+    /// 1000000.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub resamples: i64,
+
+    /// `common`: both arms of the paired design draw the same requests and latency noise;
+    /// `independent`: each arm draws its own [default: common for paired, independent for
+    /// split].
+    #[arg(long, value_enum)]
+    pub noise: Option<Noise>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExperimentArgs {
+    #[command(flatten)]
+    pub settings: ExperimentSettingsArgs,
+
+    /// Directory of this run's outputs: `ab_test_results.json`, `control_placement.csv`
+    /// and `treatment_placement.csv`.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Print the results document as one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Settings of the latency model, shared by `train` and `run`.
@@ -267,7 +334,7 @@ pub struct ModelArgs {
     pub threads: i64,
 
     /// Directory of this run's outputs: the model as `latency_model.txt` (LightGBM's text
-    /// format) and, in `run`, the plan as `plan.csv`.
+    /// format) and, in `run`, the plan as `plan.csv` and the experiment's files.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub out: PathBuf,
 }

@@ -27,6 +27,7 @@ fn main() {
         Command::Train(args) => commands::train::run(&cli, args),
         Command::Optimize(args) => commands::optimize::run(&cli, args),
         Command::Recommend(args) => commands::recommend::run(&cli, args),
+        Command::Experiment(args) => commands::experiment::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
     };
     if let Err(error) = result {

@@ -401,6 +401,33 @@ pub fn hourly_cost(
     usd_per_hour: &[f64],
     transfer_usd_per_gb: &[f64],
 ) -> Result<HourlyCost, SimulateError> {
+    let by_service = hourly_cost_by_service(
+        world,
+        placement,
+        evaluation,
+        usd_per_hour,
+        transfer_usd_per_gb,
+    )?;
+    let mut cost = HourlyCost {
+        instances_usd: 0.0,
+        transfer_usd: 0.0,
+    };
+    for part in by_service {
+        cost.instances_usd += part.instances_usd;
+        cost.transfer_usd += part.transfer_usd;
+    }
+    Ok(cost)
+}
+
+/// Prices a placement for one hour as [`hourly_cost`] does, split by service. A caller
+/// pays for the responses of its dependencies that cross regions to reach it.
+pub fn hourly_cost_by_service(
+    world: &World,
+    placement: &Placement,
+    evaluation: &Evaluation,
+    usd_per_hour: &[f64],
+    transfer_usd_per_gb: &[f64],
+) -> Result<Vec<HourlyCost>, SimulateError> {
     validate(world, placement)?;
     check_shape("instance prices", world.regions, usd_per_hour.len())?;
     check_shape(
@@ -408,11 +435,12 @@ pub fn hourly_cost(
         world.regions * world.regions,
         transfer_usd_per_gb.len(),
     )?;
-    let mut cost = HourlyCost {
-        instances_usd: 0.0,
-        transfer_usd: 0.0,
-    };
+    let mut costs = Vec::with_capacity(world.services.len());
     for (service, spec) in world.services.iter().enumerate() {
+        let mut cost = HourlyCost {
+            instances_usd: 0.0,
+            transfer_usd: 0.0,
+        };
         for host in &placement.hosts[service] {
             cost.instances_usd +=
                 f64::from(host.instances) * spec.price_units() * usd_per_hour[host.region];
@@ -430,8 +458,9 @@ pub fn hourly_cost(
                     gigabytes * transfer_usd_per_gb[callee * world.regions + host.region];
             }
         }
+        costs.push(cost);
     }
-    Ok(cost)
+    Ok(costs)
 }
 
 /// Draws `count` requests in proportion to `demand_rps` over (service, origin), each with a
@@ -443,7 +472,29 @@ pub fn sample_requests<R: Rng>(
     count: usize,
     rng: &mut R,
 ) -> Result<Vec<RequestSample>, SimulateError> {
-    check_shape("demand", evaluation.route.len(), demand_rps.len())?;
+    draw_requests(
+        &evaluation.user_latency_ms,
+        &evaluation.user_error_rate,
+        evaluation.regions,
+        demand_rps,
+        count,
+        rng,
+    )
+}
+
+/// Draws requests as [`sample_requests`] does, from the expected latency and error rate of
+/// each (service, origin) alone, row-major with `regions` origins per service. The draws
+/// taken from `rng` depend on `demand_rps` and `count` only, not on the latencies.
+pub fn draw_requests<R: Rng>(
+    user_latency_ms: &[f64],
+    user_error_rate: &[f64],
+    regions: usize,
+    demand_rps: &[f64],
+    count: usize,
+    rng: &mut R,
+) -> Result<Vec<RequestSample>, SimulateError> {
+    check_shape("demand", user_latency_ms.len(), demand_rps.len())?;
+    check_shape("error rates", user_latency_ms.len(), user_error_rate.len())?;
     let total: f64 = demand_rps.iter().sum();
     if count == 0 || total <= 0.0 {
         return Ok(Vec::new());
@@ -463,11 +514,11 @@ pub fn sample_requests<R: Rng>(
         let cell = cumulative
             .partition_point(|&c| c <= target)
             .min(cumulative.len() - 1);
-        let latency_ms = evaluation.user_latency_ms[cell] * noise.sample(rng);
-        let failed = rng.random::<f64>() < evaluation.user_error_rate[cell];
+        let latency_ms = user_latency_ms[cell] * noise.sample(rng);
+        let failed = rng.random::<f64>() < user_error_rate[cell];
         samples.push(RequestSample {
-            service: cell / evaluation.regions,
-            origin: cell % evaluation.regions,
+            service: cell / regions,
+            origin: cell % regions,
             latency_ms,
             failed,
         });
@@ -645,6 +696,30 @@ mod tests {
         let cost = hourly_cost(&world(&services), &placement, &eval, &[0.0; 3], &transfer).unwrap();
         // 100 calls/s * 3600 s * 5 KB = 1.8 GB at 0.02 USD.
         assert!((cost.transfer_usd - 1.8 * 0.02).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cost_by_service_sums_to_total() {
+        let services = vec![spec(vec![1]), spec(vec![])];
+        let placement = Placement {
+            hosts: vec![hosts(&[(0, 2)]), hosts(&[(2, 1)])],
+        };
+        let demand = [100.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let eval = evaluate(&world(&services), &placement, &demand).unwrap();
+        let prices = [0.1, 0.2, 0.3];
+        let mut transfer = [0.0; 9];
+        transfer[2 * 3] = 0.02;
+        let parts =
+            hourly_cost_by_service(&world(&services), &placement, &eval, &prices, &transfer)
+                .unwrap();
+        // The caller pays its two instances and the callee's responses; the callee its one
+        // instance.
+        assert!((parts[0].instances_usd - 0.2).abs() < 1e-12);
+        assert!((parts[0].transfer_usd - 1.8 * 0.02).abs() < 1e-12);
+        assert!((parts[1].instances_usd - 0.3).abs() < 1e-12);
+        assert_eq!(parts[1].transfer_usd, 0.0);
+        let total = hourly_cost(&world(&services), &placement, &eval, &prices, &transfer).unwrap();
+        assert!((total.total() - parts[0].total() - parts[1].total()).abs() < 1e-12);
     }
 
     #[test]

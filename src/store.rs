@@ -177,6 +177,38 @@ CREATE TABLE IF NOT EXISTS plan_hosts (
     monthly_cost_usd     REAL NOT NULL,
     PRIMARY KEY (plan_id, service_id, region)
 ) WITHOUT ROWID;
+-- A/B experiments: `document` is results/ab_test_results.json without its `timings`.
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment_id INTEGER PRIMARY KEY,
+    run_id        INTEGER NOT NULL REFERENCES runs(run_id),
+    design        TEXT NOT NULL,         -- paired or split
+    control       TEXT NOT NULL,         -- a plan kind, or the path of a plan file
+    treatment     TEXT NOT NULL,
+    document      TEXT NOT NULL          -- JSON object
+);
+-- Each service as measured under each arm it ran under: both in the paired design, its
+-- assigned one in the split design.
+CREATE TABLE IF NOT EXISTS experiment_services (
+    experiment_id    INTEGER NOT NULL REFERENCES experiments(experiment_id),
+    service_id       INTEGER NOT NULL,
+    arm              TEXT NOT NULL CHECK (arm IN ('control', 'treatment')),
+    requests         INTEGER NOT NULL,   -- requests drawn
+    mean_latency_ms  REAL,               -- NULL when no request was drawn
+    p95_latency_ms   REAL,               -- NULL when no request was drawn
+    monthly_cost_usd REAL NOT NULL,      -- instances and transfer, world model
+    critical         INTEGER NOT NULL,   -- 0 or 1
+    PRIMARY KEY (experiment_id, service_id, arm)
+) WITHOUT ROWID;
+-- Request latency of each arm in log-spaced bins, the same bins for both arms; the last
+-- bin includes its upper edge.
+CREATE TABLE IF NOT EXISTS experiment_latency_histogram (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(experiment_id),
+    arm           TEXT NOT NULL CHECK (arm IN ('control', 'treatment')),
+    bin_low_ms    REAL NOT NULL,
+    bin_high_ms   REAL NOT NULL,
+    requests      INTEGER NOT NULL,
+    PRIMARY KEY (experiment_id, arm, bin_low_ms)
+) WITHOUT ROWID;
 ";
 
 /// Indexes built after the bulk load, for the queries of the later stages.

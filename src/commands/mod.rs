@@ -1,5 +1,6 @@
 //! The binary's commands, one module per verb, and the exit codes they map to.
 
+pub mod experiment;
 pub mod generate;
 pub mod optimize;
 pub mod recommend;
@@ -9,10 +10,12 @@ pub mod train;
 
 use crate::catalog::CatalogError;
 use crate::check::WorldError;
+use crate::experiment::ExperimentError;
 use crate::features::FeatureError;
 use crate::generate::GenerateError;
 use crate::latency_model::ModelError;
 use crate::optimize::OptimizeError;
+use crate::plan_file::PlanFileError;
 use crate::store::StoreError;
 
 /// Exit code of a failure that is not the input's fault (I/O, SQLite).
@@ -51,6 +54,15 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
                 OptimizeError::Interrupted => EXIT_INTERRUPTED,
                 _ => EXIT_INVALID_INPUT,
             };
+        }
+        if let Some(error) = cause.downcast_ref::<ExperimentError>() {
+            return match error {
+                ExperimentError::Interrupted => EXIT_INTERRUPTED,
+                _ => EXIT_INVALID_INPUT,
+            };
+        }
+        if cause.downcast_ref::<PlanFileError>().is_some() {
+            return EXIT_INVALID_INPUT;
         }
         if let Some(error) = cause.downcast_ref::<WorldError>() {
             return match error {

@@ -12,7 +12,7 @@ use tracing::info;
 use crate::check::{self, WorldFleet, WorldScore};
 use crate::cli::{Cli, OptimizeArgs, PlanArgs};
 use crate::commands::write_stdout;
-use crate::features::{self, FEATURE_NAMES};
+use crate::features::{self, FleetSummary, FEATURE_NAMES};
 use crate::interrupt;
 use crate::latency_model::LatencyModel;
 use crate::optimize::{
@@ -68,7 +68,7 @@ pub struct Timings {
 }
 
 pub fn run(cli: &Cli, args: &OptimizeArgs) -> Result<()> {
-    let outcome = optimize_and_store(cli, &args.plan, &args.out, "optimize")?;
+    let outcome = optimize_and_store(cli, &args.plan, &args.out, "optimize", None)?;
     if args.json {
         let mut text = serde_json::to_string_pretty(&outcome)?;
         text.push('\n');
@@ -170,11 +170,14 @@ fn latest_model(connection: &Connection) -> Result<(i64, LatencyModel)> {
     Ok((model_id, model))
 }
 
+/// Solves and stores the plan. `read_summary` is the telemetry summary when the caller has
+/// just read it from the same database; without it the summary is read here.
 pub fn optimize_and_store(
     cli: &Cli,
     args: &PlanArgs,
     out: &Path,
     command: &str,
+    read_summary: Option<FleetSummary>,
 ) -> Result<OptimizeOutcome> {
     let settings = settings(args)?;
     let rules = allow_rules(&args.allow)?;
@@ -193,8 +196,14 @@ pub fn optimize_and_store(
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     let (model_id, model) = latest_model(&connection)?;
-    let (_, summary) = features::build(&connection)
-        .with_context(|| format!("cannot read the telemetry of `{}`", cli.db.display()))?;
+    let summary = match read_summary {
+        Some(summary) => summary,
+        None => {
+            features::build(&connection)
+                .with_context(|| format!("cannot read the telemetry of `{}`", cli.db.display()))?
+                .1
+        }
+    };
     let fleet = WorldFleet::load(&connection)
         .with_context(|| format!("cannot read the world model of `{}`", cli.db.display()))?;
     drop(connection);

@@ -36,7 +36,14 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
 
     eprintln!("[3/4] optimize: placement plan and baselines");
     let started = Instant::now();
-    let optimized = optimize::optimize_and_store(cli, &args.plan, &args.model.out, "run")?;
+    // The telemetry has not changed since train read it.
+    let optimized = optimize::optimize_and_store(
+        cli,
+        &args.plan,
+        &args.model.out,
+        "run",
+        Some(trained.fleet_summary.clone()),
+    )?;
     seconds.push(("optimize", started.elapsed().as_secs_f64()));
     out.push_str(&optimize::summary_table(&optimized));
 

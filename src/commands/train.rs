@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::cli::{Cli, ModelArgs, TrainArgs};
 use crate::commands::write_stdout;
-use crate::features::{self, LatencyMatrix};
+use crate::features::{self, FleetSummary, LatencyMatrix};
 use crate::interrupt;
 use crate::latency_model::{self, Hyperparameters, ModelError, TrainReport, TrainSettings};
 use crate::output;
@@ -26,6 +26,10 @@ pub struct TrainOutcome {
     pub latency_model: LatencySummary,
     /// Wall times in seconds; the only part that differs between identical runs.
     pub timings: Timings,
+    /// The telemetry summary read with the matrix, which `run` hands to the optimizer so
+    /// that it does not read the same telemetry again.
+    #[serde(skip)]
+    pub fleet_summary: FleetSummary,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,7 +165,7 @@ pub fn train_and_store(
         &cli.db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    let matrix = features::latency_matrix(&connection).with_context(|| {
+    let (matrix, fleet_summary) = features::build(&connection).with_context(|| {
         format!(
             "cannot build the training matrix from `{}`",
             cli.db.display()
@@ -227,6 +231,7 @@ pub fn train_and_store(
             ..summary
         },
         timings,
+        fleet_summary,
     })
 }
 

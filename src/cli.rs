@@ -230,8 +230,8 @@ pub struct ExperimentSettingsArgs {
     )]
     pub requests: i64,
 
-    /// Bootstrap resamples of the services for the 95% intervals; 0 (no intervals) to
-    /// 1000000.
+    /// Bootstrap resamples of the services for the 95% intervals: 0 (no intervals), or 100
+    /// to 1000000.
     #[arg(
         long,
         default_value_t = 2000,

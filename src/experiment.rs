@@ -46,6 +46,13 @@ pub const CONTROL_STREAM: u64 = 1;
 pub const TREATMENT_STREAM: u64 = 2;
 /// ChaCha8 stream of the split design's assignment of services to arms.
 pub const ASSIGNMENT_STREAM: u64 = 3;
+/// Requests drawn between two checks for an interrupt.
+const INTERRUPT_EVERY: usize = 1 << 20;
+
+/// Fewest bootstrap resamples: with fewer, the 2.5% and 97.5% percentiles are the
+/// extremes of a handful of draws and need not contain the estimate.
+pub const MIN_RESAMPLES: usize = 100;
+
 /// ChaCha8 stream of the bootstrap resamples.
 pub const BOOTSTRAP_STREAM: u64 = 4;
 
@@ -117,11 +124,11 @@ impl ExperimentSettings {
                 rule: "use 2 to 100000000 requests per arm",
             });
         }
-        if self.resamples > 1_000_000 {
+        if self.resamples > 1_000_000 || (1..MIN_RESAMPLES).contains(&self.resamples) {
             return Err(ExperimentError::InvalidSetting {
                 setting: "resamples",
                 value: self.resamples.to_string(),
-                rule: "use 0 (no intervals) to 1000000",
+                rule: "use 0 (no intervals) or 100 to 1000000",
             });
         }
         if self.design == Design::Split && self.noise == Noise::Common {
@@ -630,7 +637,10 @@ fn measure_arm(
         return Err(ExperimentError::NoDemand);
     }
     let mut per_hour = vec![0usize; fleet.hours.len()];
-    for _ in 0..requests {
+    for drawn in 0..requests {
+        if drawn % INTERRUPT_EVERY == 0 && crate::interrupt::requested() {
+            return Err(ExperimentError::Interrupted);
+        }
         let target = rng.random::<f64>() * total;
         let hour = cumulative
             .partition_point(|&c| c <= target)
@@ -642,6 +652,9 @@ fn measure_arm(
     for (hour, demand) in demand.iter().enumerate() {
         if per_hour[hour] == 0 {
             continue;
+        }
+        if crate::interrupt::requested() {
+            return Err(ExperimentError::Interrupted);
         }
         let drawn = simulate::draw_requests(
             &week.latency_ms[hour],

@@ -58,6 +58,8 @@ pub fn parse(path: &Path, text: &str, fleet: &WorldFleet) -> Result<Placement, P
         problem,
         hint,
     };
+    // A byte-order mark is not part of the first column's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -155,6 +157,14 @@ pub fn parse(path: &Path, text: &str, fleet: &WorldFleet) -> Result<Placement, P
 }
 
 fn header_columns(names: &[String]) -> Result<Columns, (String, String)> {
+    for (k, name) in names.iter().enumerate() {
+        if names[..k].contains(name) {
+            return Err((
+                format!("the header has the column `{name}` twice"),
+                "keep one column of each name".to_string(),
+            ));
+        }
+    }
     let find = |name: &str| names.iter().position(|n| n == name);
     let missing = |column: &str| {
         (
@@ -235,9 +245,16 @@ fn service_of(
     }
 }
 
+/// Most instances one plan row may hold, far above any region's fleet.
+pub const MAX_INSTANCES: u64 = 100_000;
+
 fn parse_instances(value: &str) -> Result<u32, String> {
-    match value.parse::<u32>() {
-        Ok(count) if count >= 1 => Ok(count),
+    let digits = value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty();
+    match value.parse::<u64>() {
+        Ok(count) if digits && (1..=MAX_INSTANCES).contains(&count) => Ok(count as u32),
+        Ok(count) if digits && count > MAX_INSTANCES => Err(format!(
+            "field `instances` has `{value}`, more than the {MAX_INSTANCES} instances a row may hold"
+        )),
         _ => Err(format!(
             "field `instances` has `{value}`, which is not a whole number of 1 or more"
         )),
@@ -411,5 +428,28 @@ mod tests {
         }
         let error = parse_text(&format!("{header}0,auth-service-1,mars-1,1\n")).unwrap_err();
         assert!(error.hint.contains("us-east-1, eu-west-1"), "{error}");
+    }
+
+    #[test]
+    fn byte_order_mark_is_skipped() {
+        let text = "\u{feff}service_id,region,instances\n0,us-east-1,1\n1,eu-west-1,2\n";
+        let placement = parse_text(text).unwrap();
+        assert_eq!(placement.hosts[1][0].instances, 2);
+    }
+
+    #[test]
+    fn repeated_column_and_huge_count_are_rejected() {
+        let repeated = "service_id,region,instances,instances\n0,us-east-1,1,5\n1,us-east-1,1,5\n";
+        let error = parse_text(repeated).unwrap_err();
+        assert!(error.problem.contains("`instances` twice"), "{error}");
+        let huge = "service_id,region,instances\n0,us-east-1,4294967295\n1,us-east-1,1\n";
+        let error = parse_text(huge).unwrap_err();
+        assert!(
+            error.problem.contains("more than the 100000 instances"),
+            "{error}"
+        );
+        let signed = "service_id,region,instances\n0,us-east-1,+3\n1,us-east-1,1\n";
+        let error = parse_text(signed).unwrap_err();
+        assert!(error.problem.contains("not a whole number"), "{error}");
     }
 }

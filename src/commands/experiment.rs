@@ -185,7 +185,7 @@ pub fn settings(args: &ExperimentSettingsArgs, seed: u64) -> Result<ExperimentSe
         resamples: count(
             "resamples",
             args.resamples,
-            "use 0 (no intervals) to 1000000",
+            "use 0 (no intervals) or 100 to 1000000",
         )?,
         seed,
     };

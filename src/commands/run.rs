@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::{Cli, RunArgs};
 use crate::commands::experiment::ExperimentReport;
@@ -30,7 +30,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
 
     eprintln!("[2/4] train: latency model");
     let started = Instant::now();
-    let trained = train::train_and_store(cli, &args.model, None, "run")?;
+    let trained = train::train_and_store(cli, &args.model, None, "run")
+        .with_context(|| stopped_after(cli, &["generate"]))?;
     seconds.push(("train", started.elapsed().as_secs_f64()));
     out.push_str(&train::metrics_table(&trained.latency_model));
 
@@ -43,7 +44,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         &args.model.out,
         "run",
         Some(trained.fleet_summary.clone()),
-    )?;
+    )
+    .with_context(|| stopped_after(cli, &["generate", "train"]))?;
     seconds.push(("optimize", started.elapsed().as_secs_f64()));
     out.push_str(&optimize::summary_table(&optimized));
 
@@ -52,13 +54,24 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         args.experiment.treatment, args.experiment.control, args.experiment.design
     );
     let started = Instant::now();
-    let report = experiment::experiment_and_store(cli, &args.experiment, &args.model.out, "run")?;
+    let report = experiment::experiment_and_store(cli, &args.experiment, &args.model.out, "run")
+        .with_context(|| stopped_after(cli, &["generate", "train", "optimize"]))?;
     seconds.push(("experiment", started.elapsed().as_secs_f64()));
     out.push_str(&experiment::summary_table(&report));
 
     out.push_str(&closing_summary(&trained, &optimized, &report, &seconds));
     write_stdout(&out)?;
     Ok(())
+}
+
+/// Says which stages a stopped run had already stored, since the database was replaced
+/// by the first.
+fn stopped_after(cli: &Cli, stored: &[&str]) -> String {
+    format!(
+        "run stopped after {}, whose results are stored in `{}`",
+        stored.join(", "),
+        cli.db.display()
+    )
 }
 
 /// Formats the figures a reader of the whole run looks for first.

@@ -177,6 +177,11 @@ CREATE TABLE IF NOT EXISTS plan_hosts (
     monthly_cost_usd     REAL NOT NULL,
     PRIMARY KEY (plan_id, service_id, region)
 ) WITHOUT ROWID;
+-- A/B experiments of `placewise experiment`: `document` is results/ab_test_results.json
+-- without its timings; arm is 'control' or 'treatment'.
+CREATE TABLE IF NOT EXISTS experiments(experiment_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(run_id), design TEXT NOT NULL, control TEXT NOT NULL, treatment TEXT NOT NULL, document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiment_services(experiment_id, service_id, arm TEXT, requests INTEGER, mean_latency_ms REAL, p95_latency_ms REAL, monthly_cost_usd REAL, critical INTEGER, PRIMARY KEY(experiment_id, service_id, arm));
+CREATE TABLE IF NOT EXISTS experiment_latency_histogram(experiment_id, arm, bin_low_ms REAL, bin_high_ms REAL, requests INTEGER, PRIMARY KEY(experiment_id, arm, bin_low_ms));
 ";
 
 /// Indexes built after the bulk load, for the queries of the later stages.

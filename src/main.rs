@@ -28,6 +28,7 @@ fn main() {
         Command::Optimize(args) => commands::optimize::run(&cli, args),
         Command::Recommend(args) => commands::recommend::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::Serve(args) => commands::serve::run(&cli, args),
     };
     if let Err(error) = result {
         if commands::is_broken_pipe(&error) {

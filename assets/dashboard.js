@@ -132,7 +132,9 @@
   }
 
   function barOption(categories, series, valueName, horizontal) {
-    const categoryAxis = { type: "category", data: categories, axisLabel: { interval: 0 } };
+    // On a phone, several category names side by side overlap unless turned.
+    const turn = !horizontal && categories.length > 3 && window.innerWidth < 600 ? 40 : 0;
+    const categoryAxis = { type: "category", data: categories, axisLabel: { interval: 0, rotate: turn } };
     const valueAxis = horizontal
       ? { type: "value", name: valueName, nameLocation: "middle", nameGap: 28 }
       : { type: "value", name: valueName, nameTextStyle: { align: "left" } };

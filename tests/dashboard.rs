@@ -31,16 +31,7 @@ fn fixture() -> &'static Fixture {
         let directory = tempfile::tempdir().unwrap();
         let database = common::run_small_pipeline(directory.path());
         let results = directory.path().join("results");
-        let document_path = results.join("ab_test_results.json");
-        // Once `run` performs the experiment, its own document and rows are used. Until
-        // then the test stores a document of the same shape.
-        if !document_path.exists() || experiment_rows(&database) == 0 {
-            let document = common::experiment_document();
-            std::fs::write(&document_path, document.to_string()).unwrap();
-            common::store_experiment(&database, &document);
-        }
-        let document: Value =
-            serde_json::from_str(&std::fs::read_to_string(&document_path).unwrap()).unwrap();
+        let document = common::ensure_experiment(&database, &results);
         let router = dashboard::router(Arc::new(Dashboard::open(&database).unwrap()));
         Fixture {
             _directory: directory,
@@ -50,13 +41,6 @@ fn fixture() -> &'static Fixture {
             router,
         }
     })
-}
-
-fn experiment_rows(database: &Path) -> i64 {
-    let connection = Connection::open(database).unwrap();
-    connection
-        .query_row("SELECT COUNT(*) FROM experiments", [], |row| row.get(0))
-        .unwrap_or(0)
 }
 
 struct Reply {

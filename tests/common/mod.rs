@@ -57,6 +57,7 @@ pub fn generate(directory: &Path, name: &str, extra: &[&str]) -> PathBuf {
 }
 
 pub mod http;
+pub mod webdriver;
 
 /// Runs the whole pipeline on a small fleet (40 services, 7 days) in `directory`, and
 /// returns the database's path. The results directory is `directory/results`.
@@ -169,4 +170,69 @@ pub fn store_experiment(database: &Path, document: &serde_json::Value) {
                 .expect("a histogram bin is stored");
         }
     }
+}
+
+/// Returns `results/ab_test_results.json` once `run` writes it and stores its rows. Until
+/// then it writes the test's document there and stores it with [`store_experiment`], so
+/// the A/B page has an experiment either way.
+pub fn ensure_experiment(database: &Path, results: &Path) -> serde_json::Value {
+    let connection = rusqlite::Connection::open(database).expect("the database opens");
+    let stored: i64 = connection
+        .query_row("SELECT COUNT(*) FROM experiments", [], |row| row.get(0))
+        .unwrap_or(0);
+    drop(connection);
+    let path = results.join("ab_test_results.json");
+    if stored == 0 || !path.exists() {
+        let document = experiment_document();
+        std::fs::write(&path, document.to_string()).expect("the document is written");
+        store_experiment(database, &document);
+    }
+    let text = std::fs::read_to_string(&path).expect("the document is readable");
+    serde_json::from_str(&text).expect("the document is JSON")
+}
+
+/// A `placewise serve` process, killed when dropped so that a failed test leaves no
+/// server behind.
+pub struct Server {
+    pub child: std::process::Child,
+    pub address: std::net::SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `placewise serve` on a free loopback port and reads the address it prints. A
+/// thread keeps reading its stderr so that it never blocks.
+pub fn start_server(database: &Path) -> Server {
+    use std::io::BufRead;
+    let mut child = binary()
+        .args([
+            "--db",
+            database.to_str().unwrap(),
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines
+        .next()
+        .expect("serve prints its address")
+        .expect("stderr is text");
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("no address in `{first}`"));
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, address }
 }

@@ -5,7 +5,9 @@
 #   - libclang, which generates LightGBM's Rust bindings;
 #   - cmake 3.28 or newer, which LightGBM's build requires. Debian's cmake is older, so a
 #     newer one comes from PyPI into .tools/venv, which the Makefile puts first on PATH;
-#   - the sqlite3 client, the reference reader of the databases in the tests.
+#   - the sqlite3 client, the reference reader of the databases in the tests;
+#   - with --browser, Debian's chromium and chromium-driver, which the dashboard's browser
+#     test drives (CI passes it; without them that test is skipped outside CI).
 # Run as root on Debian. It calls apt-get and pip only when something is absent, so a
 # prepared machine makes no network request.
 set -euo pipefail
@@ -19,11 +21,20 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+browser=0
+if [ "${1:-}" = "--browser" ]; then
+    browser=1
+fi
+
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 command -v make >/dev/null 2>&1 || missing+=(make)
+if [ $browser -eq 1 ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* \
     >/dev/null 2>&1; then
     missing+=(libclang-dev)

@@ -62,6 +62,8 @@ pub enum Command {
     Experiment(ExperimentArgs),
     /// Run generate, train, optimize and experiment in order on the given settings.
     Run(RunArgs),
+    /// Serve the dashboard: pages and a JSON API over the database's results, read-only.
+    Serve(ServeArgs),
 }
 
 /// Settings of the placement program, shared by `optimize` and `run`.
@@ -392,4 +394,14 @@ pub struct GenerateArgs {
     /// eu-west-1, ap-southeast-1, ap-northeast-1), `all-priced` or `all`.
     #[arg(long, default_value = "default", value_name = "LIST")]
     pub regions: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on. The default accepts connections from this machine
+    /// only; port 0 picks a free port, which the first line on stderr names. The server
+    /// reads `--db` read-only, shows its latest results and reads it again when it
+    /// changes; Ctrl-C stops it after the requests in progress, with exit code 0.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: std::net::SocketAddr,
 }

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod dashboard;
 pub mod experiment;
 pub mod features;
 pub mod generate;

@@ -29,6 +29,7 @@ fn main() {
         Command::Recommend(args) => commands::recommend::run(&cli, args),
         Command::Experiment(args) => commands::experiment::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::Serve(args) => commands::serve::run(&cli, args),
     };
     if let Err(error) = result {
         if commands::is_broken_pipe(&error) {

@@ -6,10 +6,12 @@ pub mod optimize;
 pub mod recommend;
 pub mod regions;
 pub mod run;
+pub mod serve;
 pub mod train;
 
 use crate::catalog::CatalogError;
 use crate::check::WorldError;
+use crate::dashboard::DashboardError;
 use crate::experiment::ExperimentError;
 use crate::features::FeatureError;
 use crate::generate::GenerateError;
@@ -33,6 +35,12 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     for cause in error.chain() {
         if cause.downcast_ref::<CatalogError>().is_some() {
             return EXIT_INVALID_INPUT;
+        }
+        if let Some(error) = cause.downcast_ref::<DashboardError>() {
+            return match error {
+                DashboardError::NoResults { .. } => EXIT_INVALID_INPUT,
+                _ => EXIT_FAILURE,
+            };
         }
         if let Some(error) = cause.downcast_ref::<crate::output::OutputError>() {
             return match error {

@@ -5,10 +5,14 @@ CARGO ?= cargo
 # scripts/setup.sh installs a cmake new enough for LightGBM here when the system's is older.
 export PATH := $(CURDIR)/.tools/venv/bin:$(PATH)
 
-.PHONY: setup build run test bench bench-latency
+.PHONY: setup setup-browser build run test bench bench-latency
 
 setup:
 	bash scripts/setup.sh
+
+# The tests also drive the dashboard in Debian's headless Chromium.
+setup-browser:
+	bash scripts/setup.sh --browser
 
 build: setup
 	$(CARGO) build --release --locked
@@ -16,7 +20,7 @@ build: setup
 run: build
 	./target/release/placewise run
 
-test: setup
+test: setup-browser
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	$(CARGO) test --release --locked

@@ -234,11 +234,11 @@
     const significance = documentValue.statistical_significance || {};
     byId("ab-summary").textContent = data.summary;
     fillTiles("ab-cards", [
-      { label: "Latency reduction", value: percentValue(improvements.latency_reduction_pct), detail: "positive: the treatment is faster" },
-      { label: "Cost reduction", value: percentValue(improvements.cost_reduction_pct), detail: "positive: the treatment is cheaper" },
+      { label: "Latency reduction", value: percentValue(improvements.latency_improvement_pct), detail: "positive: the treatment is faster" },
+      { label: "Cost reduction", value: percentValue(improvements.cost_improvement_pct), detail: "positive: the treatment is cheaper" },
       {
         label: "Critical service latency reduction",
-        value: percentValue(improvements.critical_latency_reduction_pct),
+        value: percentValue(improvements.critical_latency_improvement_pct),
         detail: "latency-critical services only",
       },
       {
@@ -395,7 +395,8 @@
   }
 
   // Renders every key of the experiment's document that the figures above do not show, as
-  // tables, and draws interval charts for lists of objects with lower and upper bounds.
+  // tables, and draws interval charts for lists or objects of rows with lower and upper
+  // bounds.
   function renderDocument(documentValue) {
     const box = byId("ab-document");
     if (!box) return;
@@ -455,8 +456,23 @@
         tr.appendChild(element("td", scalarText(v), isNumber(v) ? "number" : ""));
       });
     };
-    if (value && typeof value === "object" && !Array.isArray(value)) addRows(value, "");
-    else {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      addRows(value, "");
+      // An object of intervals keyed by metric, such as the bootstrap's, gets a chart too.
+      const rows = Object.keys(value)
+        .filter(function (k) { return value[k] && typeof value[k] === "object" && !Array.isArray(value[k]); })
+        .map(function (k) { return Object.assign({ metric: humanize(k) }, value[k]); });
+      const keys = [];
+      rows.forEach(function (row) { Object.keys(row).forEach(function (k) { if (keys.indexOf(k) < 0) keys.push(k); }); });
+      const interval = rows.length ? intervalFields(keys, rows) : null;
+      if (interval) {
+        const chartBox = element("div", null, "chart");
+        chartBox.id = id;
+        chartBox.style.height = Math.max(240, 28 * rows.length + 80) + "px";
+        card.appendChild(chartBox);
+        pendingIntervals.push(function () { drawIntervals(id, rows, interval); });
+      }
+    } else {
       const tr = body.appendChild(element("tr"));
       tr.appendChild(element("td", scalarText(value)));
     }
@@ -473,7 +489,7 @@
     const low = find(/(^|_)(ci_)?(low|lower|lo)(_|$)|lower/);
     const high = find(/(^|_)(ci_)?(high|upper|hi)(_|$)|upper/);
     if (!low || !high) return null;
-    const estimate = find(/mean|estimate|diff|delta|effect|median|value/);
+    const estimate = find(/change|mean|estimate|diff|delta|effect|median|value/);
     const label = keys.find(function (k) { return rows.every(function (r) { return typeof r[k] === "string"; }); });
     return { low: low, high: high, estimate: estimate, label: label };
   }

@@ -688,8 +688,8 @@ fn ab_test_absent_gives_404() {
     Connection::open(&path)
         .unwrap()
         .execute_batch(
-            "DELETE FROM experiments; DELETE FROM experiment_services;
-             DELETE FROM experiment_latency_histogram;",
+            "DELETE FROM experiment_services; DELETE FROM experiment_latency_histogram;
+             DELETE FROM experiments;",
         )
         .unwrap();
     let router = dashboard::router(Arc::new(Dashboard::open(&path).unwrap()));
@@ -711,8 +711,8 @@ fn database_change_is_shown() {
     Connection::open(&path)
         .unwrap()
         .execute_batch(
-            "DELETE FROM experiments; DELETE FROM experiment_services;
-             DELETE FROM experiment_latency_histogram;",
+            "DELETE FROM experiment_services; DELETE FROM experiment_latency_histogram;
+             DELETE FROM experiments;",
         )
         .unwrap();
     let router = dashboard::router(Arc::new(Dashboard::open(&path).unwrap()));

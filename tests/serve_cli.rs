@@ -112,11 +112,12 @@ fn serve_stops_cleanly_and_writes_nothing() {
         "/api/plan?q=auth",
         "/api/plan/3",
         "/api/models",
+        "/api/ab-test",
     ] {
         let response = connection.get(target).unwrap();
         assert_eq!(response.status, 200, "{target}: {}", response.text());
     }
-    let missing = connection.get("/api/ab-test").unwrap();
+    let missing = connection.get("/api/plan/999999").unwrap();
     assert_eq!(missing.status, 404);
 
     let pid = server.child.id().to_string();

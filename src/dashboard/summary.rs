@@ -20,21 +20,21 @@ pub fn ab_test_sentence(design: &str, control: &str, treatment: &str, document: 
         (
             "the average latency",
             "avg_latency_ms",
-            "latency_reduction_pct",
+            "latency_improvement_pct",
             2,
             "ms",
         ),
         (
             "the total cost",
             "total_cost",
-            "cost_reduction_pct",
+            "cost_improvement_pct",
             0,
             "USD",
         ),
         (
             "the latency of latency-critical services",
             "critical_services_latency_ms",
-            "critical_latency_reduction_pct",
+            "critical_latency_improvement_pct",
             2,
             "ms",
         ),
@@ -135,8 +135,8 @@ mod tests {
                                 "critical_services_latency_ms": 90.0},
             "treatment_metrics": {"avg_latency_ms": 90.0, "total_cost": 2100.0,
                                   "critical_services_latency_ms": 60.0},
-            "improvements": {"latency_reduction_pct": 25.0, "cost_reduction_pct": -5.0,
-                             "critical_latency_reduction_pct": 33.3},
+            "improvements": {"latency_improvement_pct": 25.0, "cost_improvement_pct": -5.0,
+                             "critical_latency_improvement_pct": 33.3},
             "statistical_significance": {"t_statistic": 4.2, "p_value": 0.00001,
                                          "is_significant": significant}
         })

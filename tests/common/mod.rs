@@ -96,8 +96,8 @@ pub fn experiment_document() -> serde_json::Value {
             "redundancy_score": 3.4, "critical_services_latency_ms": 50.5
         },
         "improvements": {
-            "latency_reduction_pct": 45.37, "cost_reduction_pct": 89.33,
-            "critical_latency_reduction_pct": 56.54
+            "latency_improvement_pct": 45.37, "cost_improvement_pct": 89.33,
+            "critical_latency_improvement_pct": 56.54
         },
         "statistical_significance": {
             "t_statistic": 52.1, "p_value": 1e-30, "is_significant": true

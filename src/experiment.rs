@@ -49,7 +49,7 @@ pub const ASSIGNMENT_STREAM: u64 = 3;
 /// Requests drawn between two checks for an interrupt.
 const INTERRUPT_EVERY: usize = 1 << 20;
 
-/// Fewest bootstrap resamples: with fewer, the 2.5% and 97.5% percentiles are the
+/// Minimum number of bootstrap resamples. With fewer, the 2.5% and 97.5% percentiles are the
 /// extremes of a handful of draws and need not contain the estimate.
 pub const MIN_RESAMPLES: usize = 100;
 

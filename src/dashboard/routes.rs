@@ -16,7 +16,7 @@ use tracing::Level;
 use super::snapshot::{PlanRow, PlanTotals, PlanView};
 use super::{assets, pages, to_json, Dashboard, Prepared};
 
-/// Message of the A/B page and API while the database holds no experiment.
+/// Message of the A/B page and API while the database contains no experiment.
 pub const NO_EXPERIMENT: &str = "no experiment yet: run `placewise experiment` or `placewise run`";
 const NO_PLAN: &str = "no plan yet: run `placewise optimize` or `placewise run`";
 const NO_MODEL: &str = "no model yet: run `placewise train` or `placewise run`";
@@ -70,7 +70,7 @@ enum Surface {
     Api,
 }
 
-/// A 4xx answer with the reason.
+/// A 4xx response with the reason.
 #[derive(Debug)]
 struct Rejection {
     surface: Surface,

@@ -364,7 +364,7 @@ impl Snapshot {
         })
     }
 
-    /// Returns whether the database holds any result of `train` or `optimize`.
+    /// Returns whether the database contains any result of `train` or `optimize`.
     pub fn has_results(&self) -> bool {
         self.plan.is_some() || self.models.latency.is_some() || self.models.strategy.is_some()
     }

@@ -2,7 +2,7 @@
 //!
 //! A column is one service's set of hosting regions, with the objective and the vCPUs per
 //! region that the set implies. The master program picks one column per service so that
-//! no region holds more vCPUs than its capacity:
+//! no region uses more vCPUs than its capacity:
 //!
 //! ```text
 //!   min  sum_sp cost_sp z_sp

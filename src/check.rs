@@ -195,7 +195,7 @@ pub struct WorldScore {
     pub slo_misses: Option<SloMisses>,
 }
 
-/// Where a plan misses the latency SLO in the world model.
+/// The origins at which a plan misses the latency SLO in the world model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SloMisses {
     pub slo_ms: f64,

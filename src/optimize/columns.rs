@@ -10,7 +10,7 @@
 //!        sum_sp vcpus_spr z_sp <= capacity    for each region r
 //! ```
 //!
-//! HiGHS solves its relaxation over the columns found so far; each capacity row's dual is
+//! HiGHS solves its relaxation over the columns found so far. Each capacity row's dual is
 //! a price per vCPU-month, and the exact set search finds each service's best set under
 //! those prices. That search also gives the Lagrangian bound
 //! `sum_s min_p (cost_sp + price . vcpus_sp) - price . capacity`, which holds for every

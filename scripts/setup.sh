@@ -35,7 +35,10 @@ if [ $browser -eq 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* \
+# bindgen loads libclang.so or libclang-N.so; libclang-cpp.so, which other packages bring,
+# is a different library and does not count.
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* \
     >/dev/null 2>&1; then
     missing+=(libclang-dev)
 fi

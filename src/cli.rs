@@ -325,8 +325,9 @@ pub struct ModelArgs {
     )]
     pub folds: i64,
 
-    /// Threads LightGBM trains with. The model file is the same for the same seed and
-    /// thread count.
+    /// Threads of the training. The cross-validation fits and the final fit run up to N
+    /// at a time, each with N / fits LightGBM threads (at least one). The trees are the
+    /// same for every N.
     #[arg(
         long,
         default_value_t = 2,

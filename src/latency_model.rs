@@ -17,6 +17,7 @@ use lightgbm3::{Booster, Dataset, ImportanceType};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::features::LatencyMatrix;
@@ -478,6 +479,22 @@ fn gather(matrix: &LatencyMatrix, rows: &[usize]) -> (Vec<f64>, Vec<f32>) {
     (features, target)
 }
 
+/// One LightGBM fit of [`train`]: the rows it trains on and the rows it predicts.
+struct PlannedFit {
+    label: String,
+    rows: Vec<usize>,
+    held_out: Vec<usize>,
+    /// Whether the model itself is kept, not only its predictions.
+    keep: bool,
+}
+
+/// Result of one fit of [`train`]: its predictions of the held-out rows and, for the kept
+/// model, the model's text and the gain of each feature.
+struct FitOutcome {
+    predicted: Vec<f64>,
+    model: Option<(String, Vec<f64>)>,
+}
+
 /// The measurements of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainReport {
@@ -504,17 +521,21 @@ pub struct TrainReport {
 /// Splits, cross-validates, trains on the training rows and scores on the test rows.
 /// `on_fit` is called before each fit with the fit's label, for progress, and returns
 /// `false` to stop.
+///
+/// The cross-validation fits and the final fit are independent, so they run at the same
+/// time, as many as `threads` allows, each on `threads / fits` LightGBM threads (at least
+/// one). With `deterministic` and `force_col_wise` the trees do not depend on the thread
+/// count, so this changes the time and not the model.
 pub fn train(
     matrix: &LatencyMatrix,
     settings: &TrainSettings,
-    mut on_fit: impl FnMut(&str) -> bool,
+    on_fit: impl Fn(&str) -> bool + Sync,
 ) -> Result<(LatencyModel, TrainReport), ModelError> {
     settings.validate()?;
     check_finite(matrix)?;
     let split = split_rows(&matrix.service_ids, settings.test_fraction, settings.seed)?;
-    let hyperparameters = &settings.hyperparameters;
 
-    let mut cross_validation = Vec::new();
+    let mut fits = Vec::new();
     if settings.folds > 0 {
         let folds = fold_groups(
             &split.train,
@@ -523,27 +544,75 @@ pub fn train(
             settings.seed,
         )?;
         for (k, held_out) in folds.iter().enumerate() {
-            if !on_fit(&format!("fold {}/{}", k + 1, settings.folds)) {
-                return Err(ModelError::Interrupted);
-            }
-            let fit_rows: Vec<usize> = folds
+            let rows: Vec<usize> = folds
                 .iter()
                 .enumerate()
                 .filter(|&(j, _)| j != k)
                 .flat_map(|(_, rows)| rows.iter().copied())
                 .collect();
-            let model = LatencyModel::fit(matrix, &fit_rows, hyperparameters, settings.seed)?;
-            let predicted = model.predict_rows(matrix, held_out)?;
-            let actual: Vec<f64> = held_out.iter().map(|&r| matrix.target_ms[r]).collect();
-            cross_validation.push(Metrics::of(&predicted, &actual));
+            fits.push(PlannedFit {
+                label: format!("fold {}/{}", k + 1, settings.folds),
+                rows,
+                held_out: held_out.clone(),
+                keep: false,
+            });
         }
     }
+    fits.push(PlannedFit {
+        label: "final model".to_string(),
+        rows: split.train.clone(),
+        held_out: split.test.clone(),
+        keep: true,
+    });
 
-    if !on_fit("final model") {
-        return Err(ModelError::Interrupted);
-    }
-    let model = LatencyModel::fit(matrix, &split.train, hyperparameters, settings.seed)?;
-    let predicted = model.predict_rows(matrix, &split.test)?;
+    let threads = settings.hyperparameters.threads;
+    let concurrent = threads.min(fits.len());
+    let hyperparameters = Hyperparameters {
+        threads: threads / concurrent,
+        ..settings.hyperparameters
+    };
+    // A booster cannot move between threads, so each fit returns its predictions and the
+    // final fit its model's text and gains, which reload to the same model bit for bit.
+    let fit = |planned: &PlannedFit| -> Result<FitOutcome, ModelError> {
+        if !on_fit(&planned.label) {
+            return Err(ModelError::Interrupted);
+        }
+        let model = LatencyModel::fit(matrix, &planned.rows, &hyperparameters, settings.seed)?;
+        Ok(FitOutcome {
+            predicted: model.predict_rows(matrix, &planned.held_out)?,
+            model: if planned.keep {
+                Some((model.to_text()?, model.importance_gain()?))
+            } else {
+                None
+            },
+        })
+    };
+    let mut outcomes: Vec<FitOutcome> = if concurrent > 1 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(concurrent)
+            .build()
+            .map_err(|error| ModelError::LightGbm(format!("cannot start threads: {error}")))?;
+        pool.install(|| fits.par_iter().map(fit).collect::<Result<_, _>>())?
+    } else {
+        fits.iter().map(fit).collect::<Result<_, _>>()?
+    };
+
+    let last = outcomes.pop().expect("the final fit is planned last");
+    let (text, importance_gain) = last.model.expect("the final fit keeps its model");
+    let model = LatencyModel::from_text(&text)?;
+    let predicted = last.predicted;
+    let cross_validation = fits
+        .iter()
+        .zip(&outcomes)
+        .map(|(planned, outcome)| {
+            let actual: Vec<f64> = planned
+                .held_out
+                .iter()
+                .map(|&r| matrix.target_ms[r])
+                .collect();
+            Metrics::of(&outcome.predicted, &actual)
+        })
+        .collect();
     let actual: Vec<f64> = split.test.iter().map(|&r| matrix.target_ms[r]).collect();
     let train_mean = split
         .train
@@ -563,7 +632,7 @@ pub fn train(
             .all(|v| v.is_finite())
             .then(|| Metrics::of(&oracle, &actual)),
         cross_validation,
-        importance_gain: model.importance_gain()?,
+        importance_gain,
         test_predictions: predicted,
         split,
     };

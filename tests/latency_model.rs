@@ -123,12 +123,43 @@ fn saved_model_predicts_bit_for_bit() {
 #[test]
 fn same_seed_trains_the_same_model() {
     let trained = trained();
-    let hyperparameters = Hyperparameters::default();
+    // `train` runs its six fits two at a time, one LightGBM thread each.
+    let hyperparameters = Hyperparameters {
+        threads: 1,
+        ..Hyperparameters::default()
+    };
     let split = &trained.report.split;
     let again = LatencyModel::fit(&trained.matrix, &split.train, &hyperparameters, 42).unwrap();
     assert!(
         again.to_text().unwrap() == trained.model_text,
         "the model text differs"
+    );
+}
+
+#[test]
+fn thread_count_leaves_trees_unchanged() {
+    let trained = trained();
+    let split = &trained.report.split;
+    let text = |threads| {
+        let hyperparameters = Hyperparameters {
+            threads,
+            ..Hyperparameters::default()
+        };
+        let model = LatencyModel::fit(&trained.matrix, &split.train, &hyperparameters, 42);
+        let text = model.unwrap().to_text().unwrap();
+        // The parameters at the end of the text record the thread count itself.
+        text.lines()
+            .filter(|line| !line.starts_with("[num_threads:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        text(1) == text(2),
+        "the trees differ between 1 and 2 threads"
+    );
+    assert!(
+        text(1) == text(3),
+        "the trees differ between 1 and 3 threads"
     );
 }
 

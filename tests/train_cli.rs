@@ -313,7 +313,7 @@ fn interrupted_training_stores_nothing() {
         &["--services", "300", "--days", "30"],
     );
     let out = directory.path().join("out");
-    let child = common::binary()
+    let mut child = common::binary()
         .args([
             "--db",
             db.to_str().unwrap(),
@@ -321,18 +321,28 @@ fn interrupted_training_stores_nothing() {
             "--out",
             out.to_str().unwrap(),
         ])
+        .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the training has begun, then send one Ctrl-C.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Wait until the first fit has begun, then send one Ctrl-C: the fits that have not
+    // begun must not start.
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("fitting") {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut log, &mut line).unwrap();
+        assert!(read > 0, "the log ended before any fit: {seen}");
+        seen.push_str(&line);
+    }
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    std::io::Read::read_to_string(&mut log, &mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
     assert!(!out.join("latency_model.txt").exists());
     let models: i64 = Connection::open(&db)
         .unwrap()

@@ -26,6 +26,7 @@ use highs::{HighsModelStatus, RowProblem, Sense};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::features::{self, CandidateCall, CandidateHost, FleetSummary};
@@ -571,6 +572,27 @@ impl<'a> Optimizer<'a> {
         &self,
         mut choose: impl FnMut(usize, &ServiceTerms) -> Result<Vec<usize>, OptimizeError>,
     ) -> Result<(Plan, Vec<ServiceTerms>), OptimizeError> {
+        self.plan_by_level(|level, terms| {
+            let mut chosen = Vec::with_capacity(level.len());
+            for (&service, terms) in level.iter().zip(terms) {
+                if crate::interrupt::requested() {
+                    return Err(OptimizeError::Interrupted);
+                }
+                chosen.push(choose(service, terms)?);
+            }
+            Ok(chosen)
+        })
+    }
+
+    /// Builds a plan level by level of the call graph: `choose_level` returns the regions
+    /// of every service of one level, in the level's order, given their coefficients.
+    fn plan_by_level(
+        &self,
+        mut choose_level: impl FnMut(
+            &[usize],
+            &[ServiceTerms],
+        ) -> Result<Vec<Vec<usize>>, OptimizeError>,
+    ) -> Result<(Plan, Vec<ServiceTerms>), OptimizeError> {
         let services = self.summary.services.len();
         let regions = self.regions();
         let mut chosen = vec![Vec::new(); services];
@@ -588,11 +610,10 @@ impl<'a> Optimizer<'a> {
                 return Err(OptimizeError::Interrupted);
             }
             let level_terms = self.level_terms(level, &chosen, &processing, &utilization)?;
-            for (&service, terms) in level.iter().zip(level_terms) {
-                if crate::interrupt::requested() {
-                    return Err(OptimizeError::Interrupted);
-                }
-                let mut regions_chosen = choose(service, &terms)?;
+            let level_chosen = choose_level(level, &level_terms)?;
+            for ((&service, terms), mut regions_chosen) in
+                level.iter().zip(level_terms).zip(level_chosen)
+            {
                 regions_chosen.sort_unstable();
                 let (planned, service_score) = self.score_service(service, &terms, &regions_chosen);
                 score.objective += service_score.objective;
@@ -755,15 +776,19 @@ impl<'a> Optimizer<'a> {
             report.programs = plan.hosts.len();
             return Ok((plan, report));
         }
-        let plan = self.plan_with(|service, terms| {
-            let solved = self.solve_service(service, terms)?;
-            report.objective += solved.objective;
-            report.bound += solved.bound;
-            report.programs += 1;
-            if solved.status != "optimal" {
-                report.status = solved.status.clone();
+        let (plan, _) = self.plan_by_level(|level, terms| {
+            let solved = self.solve_level(level, terms)?;
+            let mut chosen = Vec::with_capacity(solved.len());
+            for solved in solved {
+                report.objective += solved.objective;
+                report.bound += solved.bound;
+                report.programs += 1;
+                if solved.status != "optimal" {
+                    report.status = solved.status.clone();
+                }
+                chosen.push(solved.regions);
             }
-            Ok(solved.regions)
+            Ok(chosen)
         })?;
         report.gap = relative_gap(report.objective, report.bound);
         Ok((plan, report))
@@ -851,25 +876,46 @@ impl<'a> Optimizer<'a> {
         Ok(())
     }
 
-    fn solve_service(
+    /// Solves the program of every service of one call-graph level. The services of a
+    /// level do not call each other, so their programs are built here, solved at the same
+    /// time on rayon's threads (one HiGHS thread each), and read back in the level's order.
+    fn solve_level(
         &self,
-        service: usize,
-        terms: &ServiceTerms,
-    ) -> Result<SolvedService, OptimizeError> {
-        self.precheck(service, terms)?;
-        let mut problem = RowProblem::default();
-        let columns = self.add_service(&mut problem, service, terms);
-        let solved = self.run(problem, &self.market.names[service])?;
-        if solved.status == "infeasible" {
-            return Err(self.slo_error(service));
+        level: &[usize],
+        terms: &[ServiceTerms],
+    ) -> Result<Vec<SolvedService>, OptimizeError> {
+        let mut problems = Vec::with_capacity(level.len());
+        let mut columns = Vec::with_capacity(level.len());
+        for (&service, terms) in level.iter().zip(terms) {
+            self.precheck(service, terms)?;
+            let mut problem = RowProblem::default();
+            columns.push(self.add_service(&mut problem, service, terms));
+            problems.push((problem, self.market.names[service].as_str()));
         }
-        let regions = columns.open_regions(&solved.values);
-        Ok(SolvedService {
-            regions,
-            objective: solved.objective,
-            bound: solved.bound,
-            status: solved.status,
-        })
+        let settings = &self.settings;
+        let results: Vec<Result<Solved, OptimizeError>> = problems
+            .into_par_iter()
+            .map(|(problem, name)| {
+                if crate::interrupt::requested() {
+                    return Err(OptimizeError::Interrupted);
+                }
+                run_highs(settings, problem, name)
+            })
+            .collect();
+        let mut solved = Vec::with_capacity(level.len());
+        for ((&service, columns), result) in level.iter().zip(&columns).zip(results) {
+            let result = result?;
+            if result.status == "infeasible" {
+                return Err(self.slo_error(service));
+            }
+            solved.push(SolvedService {
+                regions: columns.open_regions(&result.values),
+                objective: result.objective,
+                bound: result.bound,
+                status: result.status,
+            });
+        }
+        Ok(solved)
     }
 
     /// Adds one service's columns and rows.
@@ -959,57 +1005,6 @@ impl<'a> Optimizer<'a> {
         ServiceColumns { open }
     }
 
-    fn run(&self, problem: RowProblem, what: &str) -> Result<Solved, OptimizeError> {
-        let mut model = problem.optimise(Sense::Minimise);
-        model.make_quiet();
-        model.set_option("time_limit", self.settings.time_limit_seconds);
-        model.set_option("mip_rel_gap", self.settings.mip_gap);
-        model.set_option("threads", 1);
-        model.set_option("random_seed", 0);
-        // Feasibility jump took a fifth of the time on the small per-service programs,
-        // which branch-and-bound closes at once.
-        model.set_option("mip_heuristic_run_feasibility_jump", false);
-        let solved = model.try_solve().map_err(|status| OptimizeError::Solver {
-            what: what.to_string(),
-            status: format!("{status:?}"),
-        })?;
-        let status = match solved.status() {
-            HighsModelStatus::Optimal => "optimal",
-            HighsModelStatus::Infeasible | HighsModelStatus::UnboundedOrInfeasible => {
-                return Ok(Solved {
-                    status: "infeasible".to_string(),
-                    objective: f64::NAN,
-                    bound: f64::NAN,
-                    values: Vec::new(),
-                })
-            }
-            HighsModelStatus::ReachedTimeLimit => "time limit",
-            other => {
-                return Err(OptimizeError::Solver {
-                    what: what.to_string(),
-                    status: format!("{other:?}"),
-                })
-            }
-        };
-        let objective = solved.objective_value();
-        let bound = solved
-            .double_info_value(c"mip_dual_bound")
-            .unwrap_or(objective);
-        let values = solved.get_solution().columns().to_vec();
-        if values.is_empty() || !objective.is_finite() {
-            return Err(OptimizeError::Solver {
-                what: what.to_string(),
-                status: format!("{status} without a solution"),
-            });
-        }
-        Ok(Solved {
-            status: status.to_string(),
-            objective,
-            bound,
-            values,
-        })
-    }
-
     /// Solves the capacity-coupled fleet program over every region set of every service, to
     /// a zero gap, with the dependency terms the column generation uses. For tests and
     /// small fleets: the work grows as 2^regions per service.
@@ -1050,6 +1045,64 @@ impl<'a> Optimizer<'a> {
                 .ok_or_else(|| self.replica_error(service, terms))
         })
     }
+}
+
+/// Solves one service's program with HiGHS on one thread.
+fn run_highs(
+    settings: &OptimizeSettings,
+    problem: RowProblem,
+    what: &str,
+) -> Result<Solved, OptimizeError> {
+    let mut model = problem.optimise(Sense::Minimise);
+    model.make_quiet();
+    model.set_option("time_limit", settings.time_limit_seconds);
+    model.set_option("mip_rel_gap", settings.mip_gap);
+    model.set_option("threads", 1);
+    model.set_option("random_seed", 0);
+    // Feasibility jump took a fifth of the time on the small per-service programs,
+    // which branch-and-bound closes at once.
+    model.set_option("mip_heuristic_run_feasibility_jump", false);
+
+    let solved = model.try_solve().map_err(|status| OptimizeError::Solver {
+        what: what.to_string(),
+        status: format!("{status:?}"),
+    })?;
+    let status = match solved.status() {
+        HighsModelStatus::Optimal => "optimal",
+        HighsModelStatus::Infeasible | HighsModelStatus::UnboundedOrInfeasible => {
+            return Ok(Solved {
+                status: "infeasible".to_string(),
+                objective: f64::NAN,
+                bound: f64::NAN,
+                values: Vec::new(),
+            })
+        }
+        HighsModelStatus::ReachedTimeLimit => "time limit",
+        other => {
+            return Err(OptimizeError::Solver {
+                what: what.to_string(),
+                status: format!("{other:?}"),
+            })
+        }
+    };
+
+    let objective = solved.objective_value();
+    let bound = solved
+        .double_info_value(c"mip_dual_bound")
+        .unwrap_or(objective);
+    let values = solved.get_solution().columns().to_vec();
+    if values.is_empty() || !objective.is_finite() {
+        return Err(OptimizeError::Solver {
+            what: what.to_string(),
+            status: format!("{status} without a solution"),
+        });
+    }
+    Ok(Solved {
+        status: status.to_string(),
+        objective,
+        bound,
+        values,
+    })
 }
 
 fn relative_gap(objective: f64, bound: f64) -> f64 {

@@ -8,6 +8,7 @@
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::generate::Fleet;
 use crate::optimize::{OptimizeSettings, Plan};
 use crate::simulate::{self, Host, Placement, ServiceSpec, World, HOURS_PER_MONTH};
 
@@ -73,18 +74,27 @@ impl WorldFleet {
                 transfer[i * n + j] = row.get(2)?;
             }
         }
-        let mut rtt = vec![0.0; n * n];
+        // The mean is summed here, day after day, rather than by SQL's `AVG`, so that
+        // [`WorldFleet::from_fleet`] gets the same figures from the same samples.
+        let mut rtt_sums = vec![0.0; n * n];
+        let mut rtt_days = vec![0usize; n * n];
         let mut statement = connection.prepare(
-            "SELECT source_region, target_region, AVG(rtt_ms) FROM regional_latency
-             GROUP BY source_region, target_region",
+            "SELECT source_region, target_region, rtt_ms FROM regional_latency
+             ORDER BY source_region, target_region, date",
         )?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let (a, b): (String, String) = (row.get(0)?, row.get(1)?);
             if let (Some(i), Some(j)) = (position(&a), position(&b)) {
-                rtt[i * n + j] = row.get(2)?;
+                rtt_sums[i * n + j] += row.get::<_, f64>(2)?;
+                rtt_days[i * n + j] += 1;
             }
         }
+        let rtt = rtt_sums
+            .iter()
+            .zip(&rtt_days)
+            .map(|(&sum, &days)| if days > 0 { sum / days as f64 } else { 0.0 })
+            .collect();
 
         let mut service_ids = Vec::new();
         let mut names = Vec::new();
@@ -147,12 +157,6 @@ impl WorldFleet {
                 hours[hour][service * n + origin] = row.get(3)?;
             }
         }
-        let mut peak_rps = vec![0.0f64; cells];
-        for hour in &hours {
-            for (peak, &value) in peak_rps.iter_mut().zip(hour) {
-                *peak = peak.max(value);
-            }
-        }
         Ok(WorldFleet {
             service_ids,
             names,
@@ -161,8 +165,67 @@ impl WorldFleet {
             rtt_ms: rtt,
             usd_per_hour,
             transfer_usd_per_gb: transfer,
+            peak_rps: peak_rps(&hours),
             hours,
-            peak_rps,
+        })
+    }
+
+    /// Builds the world model of a generated fleet without a database: the same figures,
+    /// bit for bit, that [`WorldFleet::load`] reads from the database `generate` writes
+    /// for it. Hours before the first are zero when the fleet has fewer than
+    /// [`EVALUATION_HOURS`].
+    pub fn from_fleet(fleet: &Fleet) -> Result<WorldFleet, WorldError> {
+        let set = &fleet.config.regions;
+        let regions = set.len();
+        let mut usd_per_hour = Vec::with_capacity(regions);
+        for region in &set.regions {
+            let Some(price) = region.usd_per_hour else {
+                return Err(WorldError::Unpriced {
+                    region: region.code.clone(),
+                });
+            };
+            usd_per_hour.push(price);
+        }
+        let days = fleet.config.days;
+        let mut rtt_ms = vec![0.0; regions * regions];
+        for day in 0..days {
+            for (sum, &value) in rtt_ms.iter_mut().zip(fleet.rtt_on(day)) {
+                *sum += value;
+            }
+        }
+        for mean in &mut rtt_ms {
+            *mean /= days as f64;
+        }
+
+        let services = fleet.services.len();
+        let recorded = fleet.hours();
+        let mut hours = vec![vec![0.0; services * regions]; EVALUATION_HOURS];
+        for (k, demand) in hours.iter_mut().enumerate() {
+            let Some(hour) = (recorded + k).checked_sub(EVALUATION_HOURS) else {
+                continue;
+            };
+            for service in 0..services {
+                for origin in 0..regions {
+                    demand[service * regions + origin] =
+                        f64::from(fleet.traffic_at(service, origin, hour));
+                }
+            }
+        }
+        let mut specs = fleet.specs();
+        // The store lists each service's dependencies by id.
+        for spec in &mut specs {
+            spec.dependencies.sort_unstable();
+        }
+        Ok(WorldFleet {
+            service_ids: (0..services as i64).collect(),
+            names: fleet.services.iter().map(|s| s.name.clone()).collect(),
+            specs,
+            regions: set.codes().iter().map(|c| c.to_string()).collect(),
+            rtt_ms,
+            usd_per_hour,
+            transfer_usd_per_gb: set.transfer_usd_per_gb.clone(),
+            peak_rps: peak_rps(&hours),
+            hours,
         })
     }
 
@@ -173,6 +236,17 @@ impl WorldFleet {
             rtt_ms: &self.rtt_ms,
         }
     }
+}
+
+/// Returns each (service, origin)'s busiest hour of demand over `hours`.
+fn peak_rps(hours: &[Vec<f64>]) -> Vec<f64> {
+    let mut peak_rps = vec![0.0f64; hours.first().map_or(0, Vec::len)];
+    for hour in hours {
+        for (peak, &value) in peak_rps.iter_mut().zip(hour) {
+            *peak = peak.max(value);
+        }
+    }
+    peak_rps
 }
 
 /// The figures of a plan in the world model over the evaluation week.
@@ -406,4 +480,21 @@ pub fn check(
         score.slo_misses = Some(misses);
     }
     Ok(score)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn world_from_fleet_equals_stored_world() {
+        // Fewer days than the evaluation week, then more.
+        for (services, days, seed) in [(25, 3, 7), (40, 10, 8)] {
+            let (_directory, fleet, path) = crate::store::stored_test_fleet(services, days, seed);
+            let stored = WorldFleet::load(&Connection::open(&path).unwrap()).unwrap();
+            let built = WorldFleet::from_fleet(&fleet).unwrap();
+            // Debug prints every f64 in its shortest exact form.
+            assert_eq!(format!("{built:?}"), format!("{stored:?}"));
+        }
+    }
 }

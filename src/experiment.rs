@@ -24,8 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::check::{WorldError, WorldFleet, EVALUATION_HOURS};
-use crate::generate::Fleet;
+use crate::check::WorldFleet;
 use crate::simulate::{self, Placement, SimulateError, World, HOURS_PER_MONTH};
 use crate::stats::{self, PowerDesign, StatsError, TestResult};
 
@@ -304,62 +303,6 @@ pub struct Outcome {
     pub histogram_edges_ms: Vec<f64>,
     pub control_histogram: Vec<usize>,
     pub treatment_histogram: Vec<usize>,
-}
-
-/// Builds the world model of a generated fleet without a database, as
-/// [`WorldFleet::load`] reads it from one: the mean RTT over the days, and the demand of
-/// the last week. Hours before the first are zero when the fleet has fewer days.
-pub fn world_fleet(fleet: &Fleet) -> Result<WorldFleet, WorldError> {
-    let set = &fleet.config.regions;
-    let regions = set.len();
-    let mut usd_per_hour = Vec::with_capacity(regions);
-    for region in &set.regions {
-        let Some(price) = region.usd_per_hour else {
-            return Err(WorldError::Unpriced {
-                region: region.code.clone(),
-            });
-        };
-        usd_per_hour.push(price);
-    }
-    let cells = regions * regions;
-    let days = fleet.config.days;
-    let mut rtt_ms = vec![0.0; cells];
-    for day in 0..days {
-        for (sum, &value) in rtt_ms.iter_mut().zip(fleet.rtt_on(day)) {
-            *sum += value / days as f64;
-        }
-    }
-    let services = fleet.services.len();
-    let recorded = fleet.hours();
-    let mut hours = vec![vec![0.0; services * regions]; EVALUATION_HOURS];
-    for (k, demand) in hours.iter_mut().enumerate() {
-        let Some(hour) = (recorded + k).checked_sub(EVALUATION_HOURS) else {
-            continue;
-        };
-        for service in 0..services {
-            for origin in 0..regions {
-                demand[service * regions + origin] =
-                    f64::from(fleet.traffic_at(service, origin, hour));
-            }
-        }
-    }
-    let mut peak_rps = vec![0.0f64; services * regions];
-    for demand in &hours {
-        for (peak, &value) in peak_rps.iter_mut().zip(demand) {
-            *peak = peak.max(value);
-        }
-    }
-    Ok(WorldFleet {
-        service_ids: (0..services as i64).collect(),
-        names: fleet.services.iter().map(|s| s.name.clone()).collect(),
-        specs: fleet.specs(),
-        regions: set.codes().iter().map(|c| c.to_string()).collect(),
-        rtt_ms,
-        usd_per_hour,
-        transfer_usd_per_gb: set.transfer_usd_per_gb.clone(),
-        hours,
-        peak_rps,
-    })
 }
 
 fn world_of(fleet: &WorldFleet) -> World<'_> {

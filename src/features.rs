@@ -1,19 +1,23 @@
-//! The training matrix of the latency model, built from the store.
+//! The training matrix of the latency model, built from the store or, in `run`, from the
+//! generated fleet in memory.
 //!
-//! SQL computes the aggregates: requests per service and origin region (mean, standard
-//! deviation, maximum, coefficient of variation), RTT per region pair (mean, standard
-//! deviation), daily demand and daily RTT. This module joins them with the placement
-//! history into one row per (service, region, day). It adds what latency-based routing
-//! implies on that day: the RTT of the users routed to the host, and the RTT and latency of
-//! each dependency's nearest host. The bundled SQLite has no `sqrt`, so standard
-//! deviations are finished here from SQL's sums of squares.
+//! The tables are read in one pass each, and the aggregates are computed here: requests
+//! per service and origin region (mean, standard deviation, maximum, coefficient of
+//! variation), mean RTT per region pair, daily demand and daily RTT. This module joins
+//! them with the placement history into one row per (service, region, day). It adds what
+//! latency-based routing implies on that day: the RTT of the users routed to the host, and
+//! the RTT and latency of each dependency's nearest host. Both sources fill the same
+//! `Inputs` with the same values in the same order, so they give the same matrix, bit
+//! for bit (a test compares them).
 //!
 //! Nothing here reads the `world_*` tables except [`LatencyMatrix::oracle_ms`], the world
 //! model's noise-free latency for the same rows, which is used only to score models.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::Connection;
+
+use crate::generate::{date_string, Fleet, START_DAY};
 
 /// Names of the latency model's features, in column order.
 pub const FEATURE_NAMES: [&str; 22] = [
@@ -180,8 +184,9 @@ struct Inputs {
     /// Mean RTT of each region to the other regions, over all days.
     avg_outbound_rtt: Vec<f64>,
     hourly_demand: HourlyDemand,
-    /// Daily RTT matrix per date, row-major.
-    daily_rtt: HashMap<String, Vec<f64>>,
+    /// Daily RTT matrix per date, row-major, in date order so that sums over days are the
+    /// same in every run.
+    daily_rtt: BTreeMap<String, Vec<f64>>,
     placements: Vec<Placement>,
 }
 
@@ -192,12 +197,23 @@ pub fn latency_matrix(connection: &Connection) -> Result<LatencyMatrix, FeatureE
 
 /// Builds the latency matrix and the fleet summary from one read of the database.
 pub fn build(connection: &Connection) -> Result<(LatencyMatrix, FleetSummary), FeatureError> {
-    let inputs = load_inputs(connection)?;
+    build_from_inputs(&load_inputs(connection)?)
+}
+
+/// Builds the latency matrix and the fleet summary of a generated fleet, with its history,
+/// without reading the database: the same values, bit for bit, that [`build`] returns on
+/// the database `generate` writes for `fleet`. `run` uses it so that training need not
+/// wait for the store.
+pub fn build_from_fleet(fleet: &Fleet) -> Result<(LatencyMatrix, FleetSummary), FeatureError> {
+    build_from_inputs(&inputs_from_fleet(fleet))
+}
+
+fn build_from_inputs(inputs: &Inputs) -> Result<(LatencyMatrix, FleetSummary), FeatureError> {
     if inputs.placements.is_empty() {
         return Err(FeatureError::NoHistory);
     }
-    let (matrix, cpu_ms, idle_ms) = assemble(&inputs)?;
-    Ok((matrix, summarize(&inputs, &cpu_ms, &idle_ms)))
+    let (matrix, cpu_ms, idle_ms) = assemble(inputs)?;
+    Ok((matrix, summarize(inputs, &cpu_ms, &idle_ms)))
 }
 
 /// A summary of each service's telemetry, for building feature rows of placements
@@ -462,35 +478,9 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
     }
 
     let n = regions.len();
-    let mut pair_mean = vec![0.0; n * n];
-    let mut statement = connection.prepare(
-        "SELECT source_region, target_region, AVG(rtt_ms) FROM regional_latency
-         GROUP BY source_region, target_region",
-    )?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let (source, target): (String, String) = (row.get(0)?, row.get(1)?);
-        if let (Some(i), Some(j)) = (index_of(&source), index_of(&target)) {
-            pair_mean[i * n + j] = row.get(2)?;
-        }
-    }
-    let avg_outbound_rtt = (0..n)
-        .map(|i| {
-            let others: Vec<f64> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| pair_mean[i * n + j])
-                .collect();
-            if others.is_empty() {
-                0.0
-            } else {
-                others.iter().sum::<f64>() / others.len() as f64
-            }
-        })
-        .collect();
-
     let (hourly_demand, request_stats) = scan_traffic(connection, &index_of)?;
 
-    let mut daily_rtt: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut daily_rtt: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut statement = connection
         .prepare("SELECT date, source_region, target_region, rtt_ms FROM regional_latency")?;
     let mut rows = statement.query([])?;
@@ -603,14 +593,130 @@ fn load_inputs(connection: &Connection) -> Result<Inputs, FeatureError> {
     }
 
     Ok(Inputs {
+        avg_outbound_rtt: avg_outbound_rtt(&daily_rtt, n),
         regions,
         services,
         request_stats,
-        avg_outbound_rtt,
         hourly_demand,
         daily_rtt,
         placements,
     })
+}
+
+/// Returns each region's mean RTT to the other regions: the mean over days of each pair's
+/// daily RTT, averaged over the other regions. Days without a pair's measurement are left
+/// out of that pair's mean.
+fn avg_outbound_rtt(daily_rtt: &BTreeMap<String, Vec<f64>>, n: usize) -> Vec<f64> {
+    let mut sums = vec![0.0; n * n];
+    let mut counts = vec![0usize; n * n];
+    for matrix in daily_rtt.values() {
+        for (cell, &value) in matrix.iter().enumerate() {
+            if value.is_finite() {
+                sums[cell] += value;
+                counts[cell] += 1;
+            }
+        }
+    }
+    let pair_mean: Vec<f64> = sums
+        .iter()
+        .zip(&counts)
+        .map(|(&sum, &count)| if count > 0 { sum / count as f64 } else { 0.0 })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let others: Vec<f64> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| pair_mean[i * n + j])
+                .collect();
+            if others.is_empty() {
+                0.0
+            } else {
+                others.iter().sum::<f64>() / others.len() as f64
+            }
+        })
+        .collect()
+}
+
+/// Builds the inputs from a generated fleet in memory, with the values and row order that
+/// [`load_inputs`] reads from the database `generate` writes for it.
+fn inputs_from_fleet(fleet: &Fleet) -> Inputs {
+    let codes = fleet.config.regions.codes();
+    let n = codes.len();
+    let services = fleet
+        .services
+        .iter()
+        .enumerate()
+        .map(|(id, service)| {
+            let spec = &service.spec;
+            let mut dependencies: Vec<i64> = spec.dependencies.iter().map(|&d| d as i64).collect();
+            dependencies.sort_unstable();
+            let record = Service {
+                memory_mb: f64::from(spec.memory_mb),
+                cores: spec.cores,
+                critical: if spec.latency_critical { 1.0 } else { 0.0 },
+                dependencies,
+            };
+            (id as i64, record)
+        })
+        .collect();
+
+    let hours = fleet.hours();
+    let mut hourly_demand = HourlyDemand::new();
+    let mut request_stats = RequestStatsMap::new();
+    for service in 0..fleet.services.len() {
+        for origin in 0..n {
+            let series = &fleet.traffic[(service * n + origin) * hours..][..hours];
+            let mut accumulator = SeriesStats::default();
+            for (day, day_hours) in series.chunks(24).enumerate() {
+                let mut demand = [0.0; 24];
+                for (slot, &requests) in demand.iter_mut().zip(day_hours) {
+                    *slot = f64::from(requests);
+                    accumulator.add(*slot);
+                }
+                let key = (service as i64, origin, START_DAY + day as i64);
+                hourly_demand.insert(key, demand);
+            }
+            request_stats.insert((service as i64, origin), accumulator.finish());
+        }
+    }
+
+    let daily_rtt: BTreeMap<String, Vec<f64>> = (0..fleet.config.days)
+        .map(|day| (date_string(day), fleet.rtt_on(day).to_vec()))
+        .collect();
+
+    let mut order: Vec<usize> = (0..fleet.history.len()).collect();
+    order.sort_by_key(|&k| {
+        let row = &fleet.history[k];
+        (row.service, row.day, codes[row.region])
+    });
+    let placements = order
+        .into_iter()
+        .map(|k| {
+            let row = &fleet.history[k];
+            Placement {
+                service_id: row.service as i64,
+                date: date_string(row.day),
+                region: row.region,
+                instances: f64::from(row.instances),
+                rps: row.routed_rps,
+                utilization: row.cpu_utilization,
+                latency_ms: row.latency_ms,
+                oracle_ms: row.expected_latency_ms,
+                peak_utilization: row.peak_cpu_utilization,
+                day: START_DAY + row.day as i64,
+            }
+        })
+        .collect();
+
+    Inputs {
+        regions: codes.iter().map(|code| code.to_string()).collect(),
+        services,
+        request_stats,
+        avg_outbound_rtt: avg_outbound_rtt(&daily_rtt, n),
+        hourly_demand,
+        daily_rtt,
+        placements,
+    }
 }
 
 /// Hourly demand per (service, origin, day since 1970-01-01), in requests per second.
@@ -619,36 +725,65 @@ type HourlyDemand = HashMap<(i64, usize, i64), [f64; 24]>;
 /// Request statistics per (service, origin).
 type RequestStatsMap = HashMap<(i64, usize), RequestStats>;
 
+/// Running count, sum, sum of squares and maximum of one series of hourly requests.
+#[derive(Clone, Copy, Default)]
+struct SeriesStats {
+    count: f64,
+    sum: f64,
+    square: f64,
+    max: f64,
+}
+
+impl SeriesStats {
+    fn add(&mut self, requests: f64) {
+        self.count += 1.0;
+        self.sum += requests;
+        self.square += requests * requests;
+        self.max = self.max.max(requests);
+    }
+
+    fn merge(&mut self, other: &SeriesStats) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.square += other.square;
+        self.max = self.max.max(other.max);
+    }
+
+    fn finish(&self) -> RequestStats {
+        let mean = self.sum / self.count;
+        let std = (self.square / self.count - mean * mean).max(0.0).sqrt();
+        RequestStats {
+            mean,
+            std,
+            max: self.max,
+        }
+    }
+}
+
 /// Reads the hourly traffic in one scan and returns it by (service, origin, day) together
 /// with the request statistics of each (service, origin).
 ///
 /// The statistics are accumulated in this pass rather than by a `GROUP BY` in SQL: the
 /// hourly values are needed here anyway, and on the default fleet's 1.62 million rows the
 /// `GROUP BY` alone took 2.1 s (it sorts, since the table has no index on the groups)
-/// where the whole scan takes a fraction of that.
+/// where the whole scan takes a fraction of that. `generate` writes each series' rows
+/// together, so the maps are updated once per day and once per series, not once per row.
+/// Rows of one series that arrive apart are merged into it.
 fn scan_traffic(
     connection: &Connection,
     index_of: &impl Fn(&str) -> Option<usize>,
 ) -> Result<(HourlyDemand, RequestStatsMap), FeatureError> {
     let mut hourly: HourlyDemand = HashMap::new();
-    let mut sums: HashMap<(i64, usize), (f64, f64, f64, f64)> = HashMap::new();
+    let mut sums: HashMap<(i64, usize), SeriesStats> = HashMap::new();
     let mut statement = connection.prepare(
         "SELECT service_id, origin_region, timestamp, requests_per_second FROM traffic_patterns",
     )?;
     let mut rows = statement.query([])?;
-    // Rows come grouped by series, so one day's hours are gathered before each lookup.
-    let mut current: Option<(i64, usize, i64)> = None;
+    let mut current_day: Option<(i64, usize, i64)> = None;
     let mut day_hours = [0.0; 24];
+    let mut current_series: Option<(i64, usize)> = None;
+    let mut series = SeriesStats::default();
     let mut last_origin = (String::new(), None);
-    let mut flush = |key: Option<(i64, usize, i64)>, hours: &mut [f64; 24]| {
-        if let Some(key) = key {
-            let slot = hourly.entry(key).or_insert([0.0; 24]);
-            for (total, value) in slot.iter_mut().zip(hours.iter()) {
-                *total += value;
-            }
-        }
-        *hours = [0.0; 24];
-    };
     while let Some(row) = rows.next()? {
         let origin = row.get_ref(1)?.as_str().unwrap_or_default();
         if origin != last_origin.0 {
@@ -669,30 +804,41 @@ fn scan_traffic(
                 rule: "use a finite rate, 0 or more",
             });
         }
-        let key = (service_id, origin, timestamp.div_euclid(86_400));
-        if current != Some(key) {
-            flush(current, &mut day_hours);
-            current = Some(key);
+        let day = (service_id, origin, timestamp.div_euclid(86_400));
+        if current_day != Some(day) {
+            add_day(&mut hourly, current_day, &mut day_hours);
+            current_day = Some(day);
         }
         day_hours[(timestamp.rem_euclid(86_400) / 3600) as usize] += requests;
-        let entry = sums
-            .entry((service_id, origin))
-            .or_insert((0.0, 0.0, 0.0, 0.0));
-        entry.0 += 1.0;
-        entry.1 += requests;
-        entry.2 += requests * requests;
-        entry.3 = entry.3.max(requests);
+        if current_series != Some((service_id, origin)) {
+            if let Some(key) = current_series {
+                sums.entry(key).or_default().merge(&series);
+            }
+            current_series = Some((service_id, origin));
+            series = SeriesStats::default();
+        }
+        series.add(requests);
     }
-    flush(current, &mut day_hours);
+    add_day(&mut hourly, current_day, &mut day_hours);
+    if let Some(key) = current_series {
+        sums.entry(key).or_default().merge(&series);
+    }
     let stats = sums
         .into_iter()
-        .map(|(key, (count, sum, square, max))| {
-            let mean = sum / count;
-            let std = (square / count - mean * mean).max(0.0).sqrt();
-            (key, RequestStats { mean, std, max })
-        })
+        .map(|(key, series)| (key, series.finish()))
         .collect();
     Ok((hourly, stats))
+}
+
+/// Adds one day's gathered hours to `hourly` under `key`, and clears them.
+fn add_day(hourly: &mut HourlyDemand, key: Option<(i64, usize, i64)>, hours: &mut [f64; 24]) {
+    if let Some(key) = key {
+        let slot = hourly.entry(key).or_insert([0.0; 24]);
+        for (total, value) in slot.iter_mut().zip(hours.iter()) {
+            *total += value;
+        }
+    }
+    *hours = [0.0; 24];
 }
 
 /// Per (service, date): the hosting regions, each with its index into the placements.
@@ -1130,9 +1276,8 @@ pub fn write_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
-    use crate::generate::{self, date_string, FleetConfig};
-    use crate::store::{self, RunRecord};
+    use crate::generate;
+    use crate::store;
 
     fn small_fleet() -> (tempfile::TempDir, generate::Fleet, LatencyMatrix) {
         stored_fleet(30, 3, 5)
@@ -1144,31 +1289,32 @@ mod tests {
         days: usize,
         seed: u64,
     ) -> (tempfile::TempDir, generate::Fleet, LatencyMatrix) {
-        let config = FleetConfig {
-            services,
-            days,
-            regions: Catalog::embedded().select("default").unwrap(),
-            seed,
-        };
-        let fleet = generate::generate(&config, |_| true).unwrap();
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("fleet.db");
-        let run = RunRecord {
-            command: "test".to_string(),
-            seed,
-            parameters: serde_json::json!({}),
-            timings: Vec::new(),
-            record_timings: false,
-        };
-        let history = fleet.history.clone();
-        let target = store::Target::acquire(&path).unwrap();
-        store::write_fleet(&target, &fleet, || Some(history), &run, |_| true).unwrap();
+        let (directory, fleet, path) = store::stored_test_fleet(services, days, seed);
         let matrix = latency_matrix(&Connection::open(&path).unwrap()).unwrap();
         (directory, fleet, matrix)
     }
 
     fn column(matrix: &LatencyMatrix, name: &str) -> usize {
         matrix.feature_names.iter().position(|n| n == name).unwrap()
+    }
+
+    #[test]
+    fn fleet_in_memory_gives_the_stored_matrix() {
+        for (services, days, seed) in [(30, 3, 5), (60, 9, 11)] {
+            let (directory, fleet, stored) = stored_fleet(services, days, seed);
+            let connection = Connection::open(directory.path().join("fleet.db")).unwrap();
+            let (_, stored_summary) = build(&connection).unwrap();
+            let (matrix, summary) = build_from_fleet(&fleet).unwrap();
+            let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&matrix.features), bits(&stored.features));
+            assert_eq!(bits(&matrix.target_ms), bits(&stored.target_ms));
+            assert_eq!(bits(&matrix.oracle_ms), bits(&stored.oracle_ms));
+            assert_eq!(matrix.service_ids, stored.service_ids);
+            assert_eq!(matrix.dates, stored.dates);
+            assert_eq!(matrix.regions, stored.regions);
+            // Debug prints every f64 in its shortest exact form, NaN included.
+            assert_eq!(format!("{summary:?}"), format!("{stored_summary:?}"));
+        }
     }
 
     #[test]

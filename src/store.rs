@@ -859,3 +859,35 @@ pub fn record_run(connection: &Connection, run: &RunRecord) -> Result<i64, rusql
     }
     Ok(run_id)
 }
+
+/// A generated fleet stored in a temporary database, for the tests of the stages that read
+/// one.
+#[cfg(test)]
+pub(crate) fn stored_test_fleet(
+    services: usize,
+    days: usize,
+    seed: u64,
+) -> (tempfile::TempDir, Fleet, PathBuf) {
+    let config = crate::generate::FleetConfig {
+        services,
+        days,
+        regions: crate::catalog::Catalog::embedded()
+            .select("default")
+            .unwrap(),
+        seed,
+    };
+    let fleet = crate::generate::generate(&config, |_| true).unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("fleet.db");
+    let run = RunRecord {
+        command: "test".to_string(),
+        seed,
+        parameters: serde_json::json!({}),
+        timings: Vec::new(),
+        record_timings: false,
+    };
+    let history = fleet.history.clone();
+    let target = Target::acquire(&path).unwrap();
+    write_fleet(&target, &fleet, || Some(history), &run, |_| true).unwrap();
+    (directory, fleet, path)
+}

@@ -19,7 +19,7 @@ fn default_world() -> (WorldFleet, Placement) {
     };
     let fleet = generate::generate(&config, |_| true).unwrap();
     let placement = generate::history_placement(&fleet, config.days - 1);
-    (experiment::world_fleet(&fleet).unwrap(), placement)
+    (WorldFleet::from_fleet(&fleet).unwrap(), placement)
 }
 
 fn settings(design: Design, noise: Noise, seed: u64) -> ExperimentSettings {

@@ -153,7 +153,7 @@ pub struct ExperimentReport {
 }
 
 pub fn run(cli: &Cli, args: &ExperimentArgs) -> Result<()> {
-    let report = experiment_and_store(cli, &args.settings, &args.out, "experiment")?;
+    let report = experiment_and_store(cli, &args.settings, &args.out, "experiment", None)?;
     if args.json {
         write_stdout(&report.results_text)?;
     } else {
@@ -213,6 +213,7 @@ pub fn experiment_and_store(
     args: &ExperimentSettingsArgs,
     out: &Path,
     command: &str,
+    read_world: Option<WorldFleet>,
 ) -> Result<ExperimentReport> {
     let settings = settings(args, cli.seed)?;
     let mut timings = Timings::default();
@@ -232,8 +233,11 @@ pub fn experiment_and_store(
         &cli.db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    let fleet = WorldFleet::load(&connection)
-        .with_context(|| format!("cannot read the world model of `{}`", cli.db.display()))?;
+    let fleet = match read_world {
+        Some(world) => world,
+        None => WorldFleet::load(&connection)
+            .with_context(|| format!("cannot read the world model of `{}`", cli.db.display()))?,
+    };
     let (control, control_source) = load_arm(&connection, &fleet, &args.control)?;
     let (treatment, treatment_source) = load_arm(&connection, &fleet, &args.treatment)?;
     drop(connection);

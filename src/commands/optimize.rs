@@ -68,7 +68,7 @@ pub struct Timings {
 }
 
 pub fn run(cli: &Cli, args: &OptimizeArgs) -> Result<()> {
-    let outcome = optimize_and_store(cli, &args.plan, &args.out, "optimize", None)?;
+    let outcome = optimize_and_store(cli, &args.plan, &args.out, "optimize", None, None)?;
     if args.json {
         let mut text = serde_json::to_string_pretty(&outcome)?;
         text.push('\n');
@@ -178,6 +178,7 @@ pub fn optimize_and_store(
     out: &Path,
     command: &str,
     read_summary: Option<FleetSummary>,
+    read_world: Option<WorldFleet>,
 ) -> Result<OptimizeOutcome> {
     let settings = settings(args)?;
     let rules = allow_rules(&args.allow)?;
@@ -204,8 +205,11 @@ pub fn optimize_and_store(
                 .1
         }
     };
-    let fleet = WorldFleet::load(&connection)
-        .with_context(|| format!("cannot read the world model of `{}`", cli.db.display()))?;
+    let fleet = match read_world {
+        Some(world) => world,
+        None => WorldFleet::load(&connection)
+            .with_context(|| format!("cannot read the world model of `{}`", cli.db.display()))?,
+    };
     drop(connection);
     if fleet.service_ids
         != summary

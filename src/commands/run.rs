@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::check::WorldFleet;
 use crate::cli::{Cli, RunArgs};
 use crate::commands::experiment::ExperimentReport;
 use crate::commands::optimize::OptimizeOutcome;
@@ -17,6 +18,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     train::settings(&args.model, cli.seed)?;
     optimize::settings(&args.plan)?;
     experiment::settings(&args.experiment, cli.seed)?;
+    let run_started = Instant::now();
     let mut seconds = Vec::new();
 
     eprintln!(
@@ -24,26 +26,51 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         settings.services, settings.days, settings.regions
     );
     let started = Instant::now();
-    let summary = generate::generate_and_store(cli, settings, "run")?;
+    let mut generated = generate::generate_in_background(cli, settings, "run")?;
     seconds.push(("generate", started.elapsed().as_secs_f64()));
-    let mut out = generate::summary_table(cli, &summary);
 
-    eprintln!("[2/4] train: latency model");
+    // The fleet is stored on another thread while the model trains on it in memory. The
+    // model waits for that store only before it is stored itself.
+    eprintln!("[2/4] train: latency model, while the fleet is stored");
     let started = Instant::now();
-    let trained = train::train_and_store(cli, &args.model, None, "run")
-        .with_context(|| stopped_after(cli, &["generate"]))?;
-    seconds.push(("train", started.elapsed().as_secs_f64()));
+    let fleet = generated.fleet.clone();
+    let trained = train::train_on_fleet(cli, &args.model, &fleet, "run", || {
+        generated.wait_for_store().map(|_| ())
+    });
+    let trained = match trained {
+        Ok(trained) => trained,
+        // Whatever stopped the training, the store finishes or fails before the run
+        // reports, so no partial file is left behind and the message tells what is stored.
+        Err(error) => {
+            let stored = generated.wait_for_store().is_ok();
+            return Err(if stored {
+                error.context(stopped_after(cli, &["generate"]))
+            } else {
+                error.context(format!(
+                    "run stopped before the fleet was stored; `{}` is as it was",
+                    cli.db.display()
+                ))
+            });
+        }
+    };
+    let stored = generated.wait_for_store()?;
+    seconds.push(("train and store", started.elapsed().as_secs_f64()));
+    let mut out = generate::summary_table(cli, stored);
     out.push_str(&train::metrics_table(&trained.latency_model));
 
     eprintln!("[3/4] optimize: placement plan and baselines");
     let started = Instant::now();
-    // The telemetry has not changed since train read it.
+    // The later stages take the telemetry summary and the world model from memory: the
+    // same figures, bit for bit, that they would read from the database just written.
+    let world = WorldFleet::from_fleet(&fleet)?;
+    drop(fleet);
     let optimized = optimize::optimize_and_store(
         cli,
         &args.plan,
         &args.model.out,
         "run",
         Some(trained.fleet_summary.clone()),
+        Some(world.clone()),
     )
     .with_context(|| stopped_after(cli, &["generate", "train"]))?;
     seconds.push(("optimize", started.elapsed().as_secs_f64()));
@@ -54,12 +81,21 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         args.experiment.treatment, args.experiment.control, args.experiment.design
     );
     let started = Instant::now();
-    let report = experiment::experiment_and_store(cli, &args.experiment, &args.model.out, "run")
-        .with_context(|| stopped_after(cli, &["generate", "train", "optimize"]))?;
+    let report = experiment::experiment_and_store(
+        cli,
+        &args.experiment,
+        &args.model.out,
+        "run",
+        Some(world),
+    )
+    .with_context(|| stopped_after(cli, &["generate", "train", "optimize"]))?;
     seconds.push(("experiment", started.elapsed().as_secs_f64()));
     out.push_str(&experiment::summary_table(&report));
 
-    out.push_str(&closing_summary(&trained, &optimized, &report, &seconds));
+    let total = run_started.elapsed().as_secs_f64();
+    out.push_str(&closing_summary(
+        &trained, &optimized, &report, &seconds, total,
+    ));
     write_stdout(&out)?;
     Ok(())
 }
@@ -80,6 +116,7 @@ fn closing_summary(
     optimized: &OptimizeOutcome,
     report: &ExperimentReport,
     seconds: &[(&str, f64)],
+    total: f64,
 ) -> String {
     let document = &report.document;
     let mut out = format!(
@@ -128,7 +165,6 @@ fn closing_summary(
         "  {:<34} {} ({} programs), gap {:.2e}\n",
         "solver", optimized.solver.status, optimized.solver.programs, optimized.solver.gap
     ));
-    let total: f64 = seconds.iter().map(|(_, value)| value).sum();
     let stages: Vec<String> = seconds
         .iter()
         .map(|(stage, value)| format!("{stage} {value:.2} s"))

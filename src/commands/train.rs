@@ -12,6 +12,7 @@ use tracing::info;
 use crate::cli::{Cli, ModelArgs, TrainArgs};
 use crate::commands::write_stdout;
 use crate::features::{self, FleetSummary, LatencyMatrix};
+use crate::generate::Fleet;
 use crate::interrupt;
 use crate::latency_model::{self, Hyperparameters, ModelError, TrainReport, TrainSettings};
 use crate::output;
@@ -132,7 +133,7 @@ pub fn settings(args: &ModelArgs, seed: u64) -> Result<TrainSettings, ModelError
     Ok(settings)
 }
 
-/// Trains on the database of `cli` and stores the model; `run` shares it.
+/// Trains on the database of `cli` and stores the model.
 ///
 /// The output paths are checked and the writer's lock taken before any work, the matrix is
 /// exported before training (so that a matrix that fails training can still be read), and
@@ -144,18 +145,12 @@ pub fn train_and_store(
     command: &str,
 ) -> Result<TrainOutcome> {
     let settings = settings(args, cli.seed)?;
-    let mut timings = Timings::default();
     // Fail on a missing, foreign or locked database before touching any output.
     drop(store::open_existing(
         &cli.db,
         OpenFlags::SQLITE_OPEN_READ_ONLY,
     )?);
-    output::ensure_directory(&args.out)?;
-    let model_path = args.out.join(MODEL_FILE);
-    output::check_file(&model_path)?;
-    if let Some(path) = export_matrix {
-        output::check_file(path)?;
-    }
+    let model_path = check_outputs(args, export_matrix)?;
     let target = store::Target::acquire(&cli.db)?;
 
     let started = Instant::now();
@@ -172,11 +167,11 @@ pub fn train_and_store(
         )
     })?;
     drop(connection);
-    timings.features_seconds = started.elapsed().as_secs_f64();
+    let features_seconds = started.elapsed().as_secs_f64();
     info!(
         rows = matrix.rows(),
         features = matrix.columns(),
-        seconds = format!("{:.2}", timings.features_seconds),
+        seconds = format!("{features_seconds:.2}"),
         "training matrix built"
     );
     if let Some(path) = export_matrix {
@@ -187,7 +182,92 @@ pub fn train_and_store(
         })?;
         info!(path = %path.display(), "training matrix written");
     }
+    let inputs = TrainInputs {
+        settings,
+        model_path,
+        matrix,
+        fleet_summary,
+        features_seconds,
+    };
+    fit_and_store(cli, inputs, command, || Ok(target))
+}
 
+/// Trains on a fleet generated in memory by `run`, whose store into the database may still
+/// be running. The matrix is built from `fleet`, the same matrix, bit for bit, as from its
+/// database. `stored` is called after the fits and must return once the fleet is in the
+/// database, because the model is stored beside it.
+pub fn train_on_fleet(
+    cli: &Cli,
+    args: &ModelArgs,
+    fleet: &Fleet,
+    command: &str,
+    stored: impl FnOnce() -> Result<()>,
+) -> Result<TrainOutcome> {
+    let settings = settings(args, cli.seed)?;
+    let model_path = check_outputs(args, None)?;
+    let started = Instant::now();
+    let (matrix, fleet_summary) = features::build_from_fleet(fleet)
+        .context("cannot build the training matrix from the generated fleet")?;
+    let features_seconds = started.elapsed().as_secs_f64();
+    info!(
+        rows = matrix.rows(),
+        features = matrix.columns(),
+        seconds = format!("{features_seconds:.2}"),
+        "training matrix built from the fleet in memory"
+    );
+    let inputs = TrainInputs {
+        settings,
+        model_path,
+        matrix,
+        fleet_summary,
+        features_seconds,
+    };
+    fit_and_store(cli, inputs, command, || {
+        stored()?;
+        Ok(store::Target::acquire(&cli.db)?)
+    })
+}
+
+/// Creates the output directory and checks that the model file, and the matrix export if
+/// any, can be written. Returns the model file's path.
+fn check_outputs(args: &ModelArgs, export_matrix: Option<&Path>) -> Result<PathBuf> {
+    output::ensure_directory(&args.out)?;
+    let model_path = args.out.join(MODEL_FILE);
+    output::check_file(&model_path)?;
+    if let Some(path) = export_matrix {
+        output::check_file(path)?;
+    }
+    Ok(model_path)
+}
+
+/// Inputs of [`fit_and_store`]: the settings, the matrix and where the model goes.
+struct TrainInputs {
+    settings: TrainSettings,
+    model_path: PathBuf,
+    matrix: LatencyMatrix,
+    fleet_summary: FleetSummary,
+    features_seconds: f64,
+}
+
+/// Trains and scores the model, then writes it to its file and stores it with its metrics
+/// in the database of the target that `target` returns once the fits are done.
+fn fit_and_store(
+    cli: &Cli,
+    inputs: TrainInputs,
+    command: &str,
+    target: impl FnOnce() -> Result<store::Target>,
+) -> Result<TrainOutcome> {
+    let TrainInputs {
+        settings,
+        model_path,
+        matrix,
+        fleet_summary,
+        features_seconds,
+    } = inputs;
+    let mut timings = Timings {
+        features_seconds,
+        ..Timings::default()
+    };
     let started = Instant::now();
     let (model, report) = latency_model::train(&matrix, &settings, |step| {
         info!(step, "fitting");
@@ -195,6 +275,7 @@ pub fn train_and_store(
     })?;
     timings.training_seconds = started.elapsed().as_secs_f64();
 
+    let target = target()?;
     let started = Instant::now();
     use std::io::Write;
     let text = model.to_text()?;

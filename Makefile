@@ -5,7 +5,7 @@ CARGO ?= cargo
 # scripts/setup.sh installs a cmake new enough for LightGBM here when the system's is older.
 export PATH := $(CURDIR)/.tools/venv/bin:$(PATH)
 
-.PHONY: setup setup-browser build run test bench bench-latency
+.PHONY: setup setup-browser build run test bench bench-latency bench-run
 
 setup:
 	bash scripts/setup.sh
@@ -31,3 +31,7 @@ bench: build
 # Needs the Python packages of scripts/reference/requirements.txt.
 bench-latency: build
 	bash scripts/bench_latency_fit.sh
+
+# placewise run beside its four stages run as separate commands.
+bench-run: build
+	bash scripts/bench_run.sh

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 
 use crate::check::WorldFleet;
 use crate::cli::{Cli, RunArgs};
@@ -76,9 +77,13 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     seconds.push(("optimize", started.elapsed().as_secs_f64()));
     out.push_str(&optimize::summary_table(&optimized));
 
+    // The design as the command line spells it.
+    let design = args.experiment.design.to_possible_value();
     eprintln!(
-        "[4/4] experiment: {} against {}, {:?} design",
-        args.experiment.treatment, args.experiment.control, args.experiment.design
+        "[4/4] experiment: {} against {}, {} design",
+        args.experiment.treatment,
+        args.experiment.control,
+        design.as_ref().map_or("", |value| value.get_name())
     );
     let started = Instant::now();
     let report = experiment::experiment_and_store(

@@ -36,12 +36,15 @@ if [ $browser -eq 1 ]; then
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
 # bindgen loads libclang.so or libclang-N.so; libclang-cpp.so, which other packages bring,
-# is a different library and does not count.
-if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
-    /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* \
-    >/dev/null 2>&1; then
-    missing+=(libclang-dev)
-fi
+# is a different library and does not count. One match in any of these places is enough.
+libclang=0
+for pattern in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so*; do
+    if compgen -G "$pattern" >/dev/null; then
+        libclang=1
+    fi
+done
+[ $libclang -eq 1 ] || missing+=(libclang-dev)
 
 # Returns success when `cmake` on PATH is 3.28 or newer.
 cmake_is_new_enough() {

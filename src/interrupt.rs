@@ -11,14 +11,18 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static COMMITTING: AtomicBool = AtomicBool::new(false);
 static PUBLISHED: AtomicBool = AtomicBool::new(false);
 static PARTIAL: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Message printed on the first interrupt. A command that runs steps stops after the current
+/// one.
+static STOP_MESSAGE: Mutex<&str> =
+    Mutex::new("interrupted: stopping after the current step (press Ctrl-C again to exit now)");
 
 /// Installs the handler. Call once, from `main`.
 pub fn install() {
     let result = ctrlc::set_handler(|| {
         if !INTERRUPTED.swap(true, Ordering::SeqCst) {
-            eprintln!(
-                "interrupted: stopping after the current step (press Ctrl-C again to exit now)"
-            );
+            if let Ok(message) = STOP_MESSAGE.lock() {
+                eprintln!("{message}");
+            }
             return;
         }
         if COMMITTING.load(Ordering::SeqCst) {
@@ -34,6 +38,14 @@ pub fn install() {
     });
     if let Err(error) = result {
         tracing::warn!(%error, "cannot install the Ctrl-C handler; Ctrl-C will exit at once");
+    }
+}
+
+/// Sets what the first interrupt prints, for a command whose stop is not "after the current
+/// step", such as a server.
+pub fn set_stop_message(message: &'static str) {
+    if let Ok(mut guard) = STOP_MESSAGE.lock() {
+        *guard = message;
     }
 }
 

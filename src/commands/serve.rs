@@ -14,7 +14,10 @@ use crate::interrupt;
 const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
 pub fn run(cli: &Cli, args: &ServeArgs) -> Result<()> {
-    let dashboard = Arc::new(Dashboard::open(&cli.db)?);
+    interrupt::set_stop_message(
+        "interrupted: finishing the requests in progress (press Ctrl-C again to exit now)",
+    );
+    let mut dashboard = Dashboard::open(&cli.db)?;
     let listener = bind(args.addr)?;
     let address = listener
         .local_addr()
@@ -24,7 +27,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<()> {
             %address,
             "the dashboard listens beyond this machine and has no authentication"
         );
+        dashboard.accept_any_host();
     }
+    let dashboard = Arc::new(dashboard);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_io()
         .enable_time()

@@ -61,16 +61,21 @@ impl Reply {
 }
 
 fn send(router: &Router, method: &str, uri: &str) -> Reply {
+    send_to_host(router, method, uri, None)
+}
+
+/// Sends a request with the `Host` header `host`, or none.
+fn send_to_host(router: &Router, method: &str, uri: &str, host: Option<&str>) -> Reply {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .unwrap();
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let request = request.body(Body::empty()).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let content_type = response
@@ -776,6 +781,54 @@ fn bad_requests_get_4xx_with_message() {
             assert_eq!(reply.json()["status"], status, "{uri}");
         }
     }
+}
+
+#[test]
+fn foreign_host_names_are_rejected() {
+    let router = &fixture().router;
+    let loopback = [
+        "localhost:8080",
+        "LOCALHOST",
+        "127.0.0.1:9000",
+        "127.1.2.3",
+        "[::1]:8080",
+        "[::1]",
+        "dashboard.localhost:8080",
+    ];
+    for host in loopback {
+        let reply = send_to_host(router, "GET", "/api/overview", Some(host));
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.text());
+    }
+    let foreign = [
+        "attacker.example",
+        "attacker.example:8080",
+        "10.0.0.5:8080",
+        "localhost.attacker.example",
+        "[::2]:8080",
+        "[::1",
+        "0.0.0.0:8080",
+    ];
+    for host in foreign {
+        for uri in ["/", "/api/overview", "/assets/dashboard.js"] {
+            let reply = send_to_host(router, "GET", uri, Some(host));
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{host} {uri}");
+            let text = reply.text();
+            assert!(
+                text.contains(&format!("host `{host}`")),
+                "{host} {uri}: {text}"
+            );
+            if uri.starts_with("/api") {
+                assert_eq!(reply.json()["status"], 403, "{host} {uri}");
+            }
+        }
+    }
+
+    // A server that listens beyond loopback is reached by the machine's other names.
+    let mut dashboard = Dashboard::open(&fixture().database).unwrap();
+    dashboard.accept_any_host();
+    let open = dashboard::router(Arc::new(dashboard));
+    let reply = send_to_host(&open, "GET", "/api/overview", Some("attacker.example"));
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `placewise serve` as a process: its messages for a missing database, a database without
-//! results and a port in use, its default address, a clean stop on Ctrl-C, and a database
-//! left unchanged.
+//! results and a port in use, its default address, foreign host names rejected, a clean
+//! stop on Ctrl-C, and a database left unchanged.
 
 mod common;
 
@@ -119,6 +119,10 @@ fn serve_stops_cleanly_and_writes_nothing() {
     }
     let missing = connection.get("/api/plan/999999").unwrap();
     assert_eq!(missing.status, 404);
+    // A page of another site whose name resolves to 127.0.0.1 sends its own name.
+    connection.set_host("attacker.example:8080");
+    let foreign = connection.get("/api/overview").unwrap();
+    assert_eq!(foreign.status, 403, "{}", foreign.text());
 
     let pid = server.child.id().to_string();
     let signal = std::process::Command::new("kill")

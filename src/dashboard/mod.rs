@@ -119,6 +119,10 @@ pub struct Dashboard {
     loaded: RwLock<Loaded>,
     /// Held while a reload runs, so that concurrent requests load the file once.
     reloading: Mutex<()>,
+    /// Whether a request may name any host. Off by default: a server on loopback answers
+    /// only to loopback names, so that a web page whose own name resolves to 127.0.0.1
+    /// (DNS rebinding) cannot read it.
+    any_host: bool,
 }
 
 impl Dashboard {
@@ -136,7 +140,14 @@ impl Dashboard {
                 data: Arc::new(data),
             }),
             reloading: Mutex::new(()),
+            any_host: false,
         })
+    }
+
+    /// Accepts requests for any host name, for a server that listens beyond loopback and
+    /// is reached by the machine's own names.
+    pub fn accept_any_host(&mut self) {
+        self.any_host = true;
     }
 
     pub fn path(&self) -> &Path {

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -50,6 +51,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/assets/{*name}", get(asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            dashboard.clone(),
+            check_host,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .layer(
             TraceLayer::new_for_http()
@@ -132,6 +137,56 @@ fn html(body: String) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Rejects a request whose `Host` header names neither `localhost` nor a loopback address,
+/// unless the dashboard accepts any host. A request without the header passes.
+async fn check_host(State(dashboard): Shared, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST);
+    if dashboard.any_host || host.is_none_or(is_loopback_host) {
+        return next.run(request).await;
+    }
+    let surface = if request.uri().path().starts_with("/api") {
+        Surface::Api
+    } else {
+        Surface::Page
+    };
+    let named = host.map_or(String::new(), |value| {
+        String::from_utf8_lossy(value.as_bytes()).into_owned()
+    });
+    Rejection::new(
+        surface,
+        StatusCode::FORBIDDEN,
+        format!(
+            "this dashboard answers to localhost and loopback addresses only, not to host \
+             `{named}`; open it as http://127.0.0.1:PORT/, or start it with --addr 0.0.0.0:PORT \
+             to accept other names"
+        ),
+    )
+    .into_response()
+}
+
+/// Returns whether a `Host` header names this machine's loopback, with any port:
+/// `localhost` or a name under `.localhost`, which RFC 6761 reserves for the loopback, or a
+/// loopback address.
+fn is_loopback_host(value: &HeaderValue) -> bool {
+    let Ok(host) = value.to_str() else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // An IPv6 literal: `[::1]` or `[::1]:8080`.
+        match rest.split_once(']') {
+            Some((address, port)) if port.is_empty() || port.starts_with(':') => address,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    if let Ok(address) = name.parse::<std::net::IpAddr>() {
+        return address.is_loopback();
+    }
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 async fn security_headers(mut response: Response) -> Response {

@@ -50,6 +50,12 @@ impl Connection {
         })
     }
 
+    /// Sets the `Host` header of the next requests, which is the connection's address
+    /// until then.
+    pub fn set_host(&mut self, host: &str) {
+        self.host = host.to_string();
+    }
+
     /// Sends `GET target` and reads the whole response; the connection stays open.
     pub fn get(&mut self, target: &str) -> std::io::Result<Response> {
         self.request("GET", target)

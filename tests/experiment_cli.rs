@@ -216,6 +216,68 @@ fn run_twice_gives_identical_outputs() {
 }
 
 #[test]
+fn run_matches_its_stages_run_apart() {
+    let directory = tempfile::tempdir().unwrap();
+    let together = directory.path().join("together");
+    let apart = directory.path().join("apart");
+    std::fs::create_dir_all(&together).unwrap();
+    std::fs::create_dir_all(&apart).unwrap();
+    let settings = ["--folds", "2", "--requests", "5000", "--resamples", "300"];
+    let mut args = vec!["--out", together.to_str().unwrap()];
+    args.extend_from_slice(&SMALL);
+    args.extend_from_slice(&settings);
+    let output = command(&together.join("fleet.db"), "run", &args);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // The same stages, each reading what the one before stored.
+    let db = apart.join("fleet.db");
+    let out = apart.join("results");
+    let out = out.to_str().unwrap();
+    let stages: [(&str, Vec<&str>); 4] = [
+        ("generate", SMALL.to_vec()),
+        ("train", vec!["--out", out, "--folds", "2"]),
+        ("optimize", vec!["--out", out]),
+        (
+            "experiment",
+            vec!["--out", out, "--requests", "5000", "--resamples", "300"],
+        ),
+    ];
+    for (verb, extra) in stages {
+        let output = command(&db, verb, &extra);
+        assert!(output.status.success(), "{verb}: {}", stderr(&output));
+    }
+
+    for file in ["plan.csv", "latency_model.txt", "treatment_placement.csv"] {
+        let one = std::fs::read(together.join(file)).unwrap();
+        let other = std::fs::read(apart.join("results").join(file)).unwrap();
+        assert!(
+            one == other,
+            "{file} differs between run and the four stages"
+        );
+    }
+    let one = std::fs::read_to_string(together.join("ab_test_results.json")).unwrap();
+    let other = std::fs::read_to_string(apart.join("results/ab_test_results.json")).unwrap();
+    assert_eq!(without_timings(&one), without_timings(&other));
+}
+
+#[test]
+fn run_rejects_unpriced_regions_before_work() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("fleet.db");
+    let output = command(&db, "run", &["--regions", "all"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("have no instance price"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !db.exists(),
+        "run wrote a database before rejecting the regions"
+    );
+}
+
+#[test]
 fn arms_from_files_and_their_errors() {
     let directory = tempfile::tempdir().unwrap();
     let db = generate(directory.path(), "fleet.db", &SMALL);

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 
+use crate::catalog::Catalog;
 use crate::check::WorldFleet;
 use crate::cli::{Cli, RunArgs};
 use crate::commands::experiment::ExperimentReport;
@@ -19,6 +20,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     train::settings(&args.model, cli.seed)?;
     optimize::settings(&args.plan)?;
     experiment::settings(&args.experiment, cli.seed)?;
+    // The optimizer prices every region, so a region without a price would stop the run
+    // only after the fleet is stored and the model trained.
+    Catalog::embedded()
+        .select(&settings.regions)?
+        .instance_prices()?;
     let run_started = Instant::now();
     let mut seconds = Vec::new();
 
@@ -63,7 +69,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let started = Instant::now();
     // The later stages take the telemetry summary and the world model from memory: the
     // same figures, bit for bit, that they would read from the database just written.
-    let world = WorldFleet::from_fleet(&fleet)?;
+    let world = WorldFleet::from_fleet(&fleet)
+        .with_context(|| stopped_after(cli, &["generate", "train"]))?;
     drop(fleet);
     let optimized = optimize::optimize_and_store(
         cli,

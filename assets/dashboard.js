@@ -231,7 +231,22 @@
     const data = await api("/api/ab-test");
     const documentValue = data.document || {};
     const improvements = documentValue.improvements || {};
-    const significance = documentValue.statistical_significance || {};
+    // Significance comes from the tests with the service as the unit: the request-level
+    // test of the original study treats dependent requests as independent.
+    const serviceTests = documentValue.service_level_tests || [];
+    const rejecting = serviceTests.filter(function (t) { return t.is_significant; }).length;
+    let significant = "–";
+    if (serviceTests.length > 0 && rejecting === serviceTests.length) {
+      significant = "yes";
+    } else if (serviceTests.length > 0 && rejecting === 0) {
+      significant = "no";
+    } else if (serviceTests.length > 0) {
+      significant = "mixed";
+    }
+    const testDetail = serviceTests
+      .filter(function (t) { return isNumber(t.p_value); })
+      .map(function (t) { return t.method.split(" on ")[0] + ": p = " + t.p_value.toPrecision(3); })
+      .join("; ");
     byId("ab-summary").textContent = data.summary;
     fillTiles("ab-cards", [
       { label: "Latency reduction", value: percentValue(improvements.latency_improvement_pct), detail: "positive: the treatment is faster" },
@@ -242,9 +257,9 @@
         detail: "latency-critical services only",
       },
       {
-        label: "Statistically significant?",
-        value: significance.is_significant === undefined ? "–" : significance.is_significant ? "yes" : "no",
-        detail: isNumber(significance.p_value) ? "p = " + significance.p_value.toPrecision(3) : "",
+        label: "Significant, services as the unit?",
+        value: significant,
+        detail: testDetail,
       },
     ]);
     const armNames = ["control: " + data.control, "treatment: " + data.treatment];
@@ -272,7 +287,7 @@
       draw(id, option);
     };
     armBars("ab-latency", "avg_latency_ms", "ms");
-    armBars("ab-cost", "total_cost", "USD");
+    armBars("ab-cost", "mean_cost_per_service_usd", "USD/month");
     drawHistogram(data.latency_histogram, data);
     drawServiceScatter(data);
     fillTable(

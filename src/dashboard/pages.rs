@@ -142,7 +142,7 @@ pub fn ab_test() -> String {
         "<div class=\"grid\">".to_string(),
         table("ab-comparison", "Metrics of both arms", ""),
         chart("ab-latency", "Average latency", ""),
-        chart("ab-cost", "Total cost", ""),
+        chart("ab-cost", "Monthly cost per service", ""),
         chart(
             "ab-histogram",
             "Latency distribution",

@@ -324,11 +324,15 @@ pub struct LatencyHistogram {
     pub treatment: Vec<HistogramBin>,
 }
 
-/// Keys and labels of the per-arm metrics, as the original study's comparison table shows
-/// them.
-const ARM_METRICS: [(&str, &str); 6] = [
+/// Keys and labels of the per-arm metrics: the original study's comparison table, and the
+/// cost per service, which compares arms that hold different services (the split design).
+const ARM_METRICS: [(&str, &str); 7] = [
     ("avg_latency_ms", "Average latency (ms)"),
     ("total_cost", "Total cost (USD)"),
+    (
+        "mean_cost_per_service_usd",
+        "Cost per service (USD/month)",
+    ),
     ("total_placement_pairs", "Placement pairs"),
     ("total_requests", "Requests"),
     ("redundancy_score", "Redundancy score"),

@@ -24,9 +24,11 @@ pub fn ab_test_sentence(design: &str, control: &str, treatment: &str, document: 
             2,
             "ms",
         ),
+        // Per service, because in the split design the arms hold different services. The
+        // cost improvement is of this mean in both designs.
         (
-            "the total cost",
-            "total_cost",
+            "the monthly cost per service",
+            "mean_cost_per_service_usd",
             "cost_improvement_pct",
             0,
             "USD",
@@ -58,31 +60,101 @@ pub fn ab_test_sentence(design: &str, control: &str, treatment: &str, document: 
     let significance = &document["statistical_significance"];
     let alpha = significance["alpha"].as_f64().unwrap_or(DEFAULT_ALPHA);
     let level = format!("{}%", 100.0 * alpha);
-    if let (Some(p), Some(significant)) = (
-        significance["p_value"].as_f64(),
-        significance["is_significant"].as_bool(),
-    ) {
+    match service_level_clause(document, &level) {
+        Some(clause) => sentences.push(clause),
+        None => sentences.push(
+            "The document states no test with the service as the unit, so it supports no \
+             conclusion about significance."
+                .to_string(),
+        ),
+    }
+    if let Some(interval) = interval_clause(&document["intervals"]) {
+        sentences.push(interval);
+    }
+    if let Some(p) = significance["p_value"].as_f64() {
         let statistic = significance["t_statistic"]
             .as_f64()
             .map(|t| format!("t = {t:.2}, "))
             .unwrap_or_default();
-        let meaning = if significant {
-            format!(
-                "the latency difference is statistically significant at the {level} level, so chance alone is an unlikely explanation"
-            )
-        } else {
-            format!(
-                "the latency difference is not statistically significant at the {level} level, so chance alone could explain it"
-            )
-        };
         sentences.push(format!(
-            "A t-test of the latencies gives {statistic}p = {}: {meaning}.",
+            "The original study's t-test on single requests ({statistic}p = {}) is shown for \
+             comparison only: requests of one service are not independent, so it overstates \
+             the evidence.",
             format_p(p)
         ));
-    } else {
-        sentences.push("The document states no significance test.".to_string());
     }
     sentences.join(" ")
+}
+
+/// States the service-level tests and what they mean together: significant when every
+/// test rejects at `level`, not significant when none does, and mixed otherwise.
+fn service_level_clause(document: &Value, level: &str) -> Option<String> {
+    let tests: Vec<(&str, f64, bool)> = document["service_level_tests"]
+        .as_array()?
+        .iter()
+        .filter_map(|test| {
+            let method = test["method"].as_str()?;
+            // The method's name without its details: "paired t-test", not its df rule.
+            let name = method.split(" on ").next().unwrap_or(method);
+            Some((
+                name,
+                test["p_value"].as_f64()?,
+                test["is_significant"].as_bool()?,
+            ))
+        })
+        .collect();
+    if tests.is_empty() {
+        return None;
+    }
+    let results: Vec<String> = tests
+        .iter()
+        .map(|(name, p, _)| format!("{name}: p = {}", format_p(*p)))
+        .collect();
+    let rejecting = tests
+        .iter()
+        .filter(|(_, _, significant)| *significant)
+        .count();
+    let meaning = if rejecting == tests.len() {
+        format!(
+            "the latency difference is statistically significant at the {level} level, so \
+             chance alone is an unlikely explanation"
+        )
+    } else if rejecting == 0 {
+        format!(
+            "the latency difference is not statistically significant at the {level} level, \
+             so chance alone could explain it"
+        )
+    } else {
+        format!(
+            "the tests disagree at the {level} level, so the evidence for a latency \
+             difference is weak"
+        )
+    };
+    Some(format!(
+        "With each service's mean latency as one observation ({}), {meaning}.",
+        results.join("; ")
+    ))
+}
+
+/// States the bootstrap interval of the change in mean latency, when the document has one.
+fn interval_clause(intervals: &Value) -> Option<String> {
+    let interval = &intervals["mean_latency"];
+    let (change, low, high) = (
+        interval["change_pct"].as_f64()?,
+        interval["low_pct"].as_f64()?,
+        interval["high_pct"].as_f64()?,
+    );
+    let confidence = intervals["confidence"].as_f64().unwrap_or(0.95);
+    let verdict = if interval["excludes_zero"].as_bool()? {
+        "which excludes no change"
+    } else {
+        "which includes no change"
+    };
+    Some(format!(
+        "The {:.0}% interval of the change in mean latency, resampling services, is \
+         {low:+.1}% to {high:+.1}% around {change:+.1}%, {verdict}.",
+        100.0 * confidence
+    ))
 }
 
 /// Returns "NAME was T against C (R% lower)", or `None` without both values.
@@ -129,41 +201,71 @@ fn format_p(p: f64) -> String {
 mod tests {
     use super::*;
 
-    fn document(significant: bool) -> Value {
+    fn document(significant: [bool; 2]) -> Value {
         serde_json::json!({
-            "control_metrics": {"avg_latency_ms": 120.0, "total_cost": 2000.0,
+            "control_metrics": {"avg_latency_ms": 120.0, "mean_cost_per_service_usd": 2000.0,
                                 "critical_services_latency_ms": 90.0},
-            "treatment_metrics": {"avg_latency_ms": 90.0, "total_cost": 2100.0,
+            "treatment_metrics": {"avg_latency_ms": 90.0, "mean_cost_per_service_usd": 2100.0,
                                   "critical_services_latency_ms": 60.0},
             "improvements": {"latency_improvement_pct": 25.0, "cost_improvement_pct": -5.0,
                              "critical_latency_improvement_pct": 33.3},
-            "statistical_significance": {"t_statistic": 4.2, "p_value": 0.00001,
-                                         "is_significant": significant}
+            "statistical_significance": {"t_statistic": -41.1, "p_value": 0.0,
+                                         "is_significant": true, "alpha": 0.05},
+            "service_level_tests": [
+                {"method": "paired t-test on service mean latency (df = services - 1)",
+                 "p_value": 0.00001, "is_significant": significant[0]},
+                {"method": "Wilcoxon signed-rank test on service mean latency",
+                 "p_value": 0.2, "is_significant": significant[1]}
+            ],
+            "intervals": {"confidence": 0.95, "mean_latency": {
+                "change_pct": -25.0, "low_pct": -31.5, "high_pct": 4.26,
+                "excludes_zero": false}}
         })
     }
 
     #[test]
     fn sentence_states_figures_and_meaning() {
-        let text = ab_test_sentence("paired", "random", "optimizer", &document(true));
+        let text = ab_test_sentence("paired", "random", "optimizer", &document([true, true]));
         assert!(text.contains("compared the treatment, optimizer, with the control, random"));
         assert!(text.contains("the average latency was 90.00 ms against 120.00 ms (25.0% lower)"));
-        assert!(text.contains("the total cost was 2100 USD against 2000 USD (5.0% higher)"));
-        assert!(text.contains("t = 4.20, p = 1.00e-5"));
+        assert!(text
+            .contains("the monthly cost per service was 2100 USD against 2000 USD (5.0% higher)"));
+        assert!(text.contains(
+            "(paired t-test: p = 1.00e-5; Wilcoxon signed-rank test: p = 0.200), the latency"
+        ));
         assert!(text.contains("is statistically significant at the 5% level"));
+        assert!(text.contains("is -31.5% to +4.3% around -25.0%, which includes no change"));
     }
 
     #[test]
     fn sentence_says_not_significant() {
-        let text = ab_test_sentence("paired", "random", "optimizer", &document(false));
+        let text = ab_test_sentence("paired", "random", "optimizer", &document([false, false]));
         assert!(text.contains("is not statistically significant"));
         assert!(text.contains("chance alone could explain it"));
+    }
+
+    #[test]
+    fn sentence_says_tests_disagree() {
+        let text = ab_test_sentence("split", "random", "optimizer", &document([true, false]));
+        assert!(text.contains("the tests disagree at the 5% level"));
+        assert!(!text.contains("is statistically significant"));
+    }
+
+    #[test]
+    fn request_level_test_never_decides() {
+        // The request-level test rejects in every document above; it is named only as a
+        // comparison and never carries the conclusion.
+        let text = ab_test_sentence("split", "random", "optimizer", &document([false, false]));
+        assert!(text.contains("t-test on single requests (t = -41.10, p = 0.000)"));
+        assert!(text.contains("shown for comparison only"));
+        assert!(!text.contains("is statistically significant"));
     }
 
     #[test]
     fn sentence_without_figures() {
         let text = ab_test_sentence("paired", "a", "b", &serde_json::json!({}));
         assert!(text.starts_with("The experiment (paired) compared"));
-        assert!(text.ends_with("The document states no significance test."));
+        assert!(text.ends_with("supports no conclusion about significance."));
         assert!(!text.contains("Under the treatment"));
     }
 }

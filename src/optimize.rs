@@ -82,6 +82,10 @@ pub const MIN_TARGET_UTILIZATION: f64 = 0.01;
 /// took about 2 s per service, the search about a millisecond, for the same optimum.
 pub const SEARCH_ABOVE_REGIONS: usize = 8;
 
+/// Rounds of the capacity-coupled fleet program at the most, each solved with the callee
+/// hosts of the round before.
+pub const DEPENDENCY_ROUNDS: usize = 4;
+
 impl Default for OptimizeSettings {
     fn default() -> Self {
         OptimizeSettings {
@@ -242,6 +246,20 @@ pub struct Plan {
     pub score: PlanScore,
 }
 
+impl Plan {
+    /// Returns each service's regions, in ascending order.
+    pub fn region_sets(&self) -> Vec<Vec<usize>> {
+        self.hosts
+            .iter()
+            .map(|hosts| {
+                let mut regions: Vec<usize> = hosts.iter().map(|h| h.region).collect();
+                regions.sort_unstable();
+                regions
+            })
+            .collect()
+    }
+}
+
 /// A plan's objective and its two parts, all from the same functions for every plan.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PlanScore {
@@ -268,6 +286,27 @@ pub struct SolverReport {
     /// Region sets the fleet program generated; absent per service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub columns: Option<usize>,
+    /// Under capacity, how the rounds of the fleet program went; absent per service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependency_rounds: Option<DependencyRounds>,
+}
+
+/// The rounds of the capacity-coupled fleet program. Each round fixes the callee hosts that
+/// the callers' coefficients assume, so `bound`, `gap` and `status` of the report are of
+/// the round the plan came from, and `program_objective` is the plan's objective in that
+/// round's program. The report's `objective` prices each call at the callee's host in the
+/// plan itself, which is what the plan costs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DependencyRounds {
+    /// Rounds solved.
+    pub rounds: usize,
+    /// The round whose plan is returned: the one of lowest objective.
+    pub chosen: usize,
+    /// Whether the chosen plan keeps the callee hosts its round assumed, so that every
+    /// service is solved given where its callees run.
+    pub settled: bool,
+    /// The chosen plan's objective with the callee hosts its round assumed.
+    pub program_objective: f64,
 }
 
 /// The per-service data of the program: every coefficient is fixed before the solve.
@@ -749,9 +788,7 @@ impl<'a> Optimizer<'a> {
     /// HiGHS branched on the blocks together and hit the time limit.
     pub fn optimal_plan(&self) -> Result<(Plan, SolverReport), OptimizeError> {
         if self.settings.capacity_vcpus.is_some() {
-            let (uncoupled, terms) =
-                self.plan_with_terms(|service, terms| self.search_service(service, terms))?;
-            return columns::fleet_plan(self, &uncoupled, &terms);
+            return self.capacity_plan();
         }
         let mut report = SolverReport {
             status: "optimal".to_string(),
@@ -762,6 +799,7 @@ impl<'a> Optimizer<'a> {
             decomposition: "per service".to_string(),
             method: "HiGHS".to_string(),
             columns: None,
+            dependency_rounds: None,
         };
         let search = match self.settings.solver {
             ServiceSolver::Highs => false,
@@ -792,6 +830,65 @@ impl<'a> Optimizer<'a> {
         })?;
         report.gap = relative_gap(report.objective, report.bound);
         Ok((plan, report))
+    }
+
+    /// Solves the capacity-coupled fleet by column generation, in rounds.
+    ///
+    /// A caller's coefficients depend on where its callees run, and the capacity can move a
+    /// callee away from the host the coefficients assumed. Each round therefore solves the
+    /// fleet with the callee hosts of the previous round's plan (the first, of the plan
+    /// without capacity), then prices the plan with its own callee hosts. The rounds stop
+    /// when a plan keeps the hosts its round assumed, or after [`DEPENDENCY_ROUNDS`], and
+    /// the plan of lowest objective is returned.
+    fn capacity_plan(&self) -> Result<(Plan, SolverReport), OptimizeError> {
+        let (mut assumed, mut terms) =
+            self.plan_with_terms(|service, terms| self.search_service(service, terms))?;
+        let mut best: Option<(Plan, SolverReport)> = None;
+        let mut rounds = 0;
+        while rounds < DEPENDENCY_ROUNDS {
+            rounds += 1;
+            let (solved, mut report) = columns::fleet_plan(self, &assumed, &terms)?;
+            let sets = solved.region_sets();
+            let settled = sets == assumed.region_sets();
+            let (plan, next_terms) =
+                self.plan_with_terms(|service, _| Ok(sets[service].clone()))?;
+            tracing::info!(
+                round = rounds,
+                objective = format!("{:.2}", plan.score.objective),
+                program_objective = format!("{:.2}", solved.score.objective),
+                settled,
+                "capacity round solved"
+            );
+            report.objective = plan.score.objective;
+            report.dependency_rounds = Some(DependencyRounds {
+                rounds,
+                chosen: rounds,
+                settled,
+                program_objective: solved.score.objective,
+            });
+            let better = best
+                .as_ref()
+                .is_none_or(|(kept, _)| plan.score.objective < kept.score.objective);
+            if better {
+                best = Some((plan.clone(), report));
+            }
+            if settled {
+                break;
+            }
+            assumed = plan;
+            terms = next_terms;
+        }
+        let (plan, mut report) = best.expect("at least one round runs");
+        if let Some(record) = report.dependency_rounds.as_mut() {
+            record.rounds = rounds;
+        }
+        Ok((plan, report))
+    }
+
+    /// Prices a plan of the given region sets, one per service: every call at the callee's
+    /// host in this plan, as [`Optimizer::optimal_plan`] returns it.
+    pub fn priced_plan(&self, sets: &[Vec<usize>]) -> Result<Plan, OptimizeError> {
+        self.plan_with(|service, _| Ok(sets[service].clone()))
     }
 
     /// Finds each service's best regions by the exact set search instead of HiGHS: the
@@ -886,8 +983,14 @@ impl<'a> Optimizer<'a> {
     ) -> Result<Vec<SolvedService>, OptimizeError> {
         let mut problems = Vec::with_capacity(level.len());
         let mut columns = Vec::with_capacity(level.len());
+        // A service that fails its precheck is reported only after the services before it
+        // are solved, so the error names the same service as a solve one by one would.
+        let mut failed = None;
         for (&service, terms) in level.iter().zip(terms) {
-            self.precheck(service, terms)?;
+            if let Err(error) = self.precheck(service, terms) {
+                failed = Some(error);
+                break;
+            }
             let mut problem = RowProblem::default();
             columns.push(self.add_service(&mut problem, service, terms));
             problems.push((problem, self.market.names[service].as_str()));
@@ -915,7 +1018,10 @@ impl<'a> Optimizer<'a> {
                 status: result.status,
             });
         }
-        Ok(solved)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(solved),
+        }
     }
 
     /// Adds one service's columns and rows.
@@ -1005,9 +1111,19 @@ impl<'a> Optimizer<'a> {
         ServiceColumns { open }
     }
 
-    /// Solves the capacity-coupled fleet program over every region set of every service, to
-    /// a zero gap, with the dependency terms the column generation uses. For tests and
-    /// small fleets: the work grows as 2^regions per service.
+    /// Solves the first round of the capacity-coupled fleet program: column generation with
+    /// the callee hosts of the plan without capacity, the plan priced as that program
+    /// prices it. [`Optimizer::optimal_plan`] starts with this round.
+    pub fn first_capacity_round(&self) -> Result<(Plan, SolverReport), OptimizeError> {
+        let (assumed, terms) =
+            self.plan_with_terms(|service, terms| self.search_service(service, terms))?;
+        columns::fleet_plan(self, &assumed, &terms)
+    }
+
+    /// Solves the first round of the capacity-coupled fleet program over every region set of
+    /// every service, to a zero gap: the optimum that [`Optimizer::first_capacity_round`]
+    /// comes within its gap of. For tests and small fleets: the work grows as 2^regions per
+    /// service.
     pub fn enumerated_fleet_plan(&self) -> Result<Plan, OptimizeError> {
         if self.settings.capacity_vcpus.is_none() {
             return self.enumerated_plan();

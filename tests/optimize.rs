@@ -394,7 +394,7 @@ fn capacity_couples_the_fleet_into_one_program() {
             ..OptimizeSettings::default()
         };
         let optimizer = Optimizer::new(&fleet.summary, &market, &model, settings.clone()).unwrap();
-        let (plan, report) = match optimizer.optimal_plan() {
+        let (plan, report) = match optimizer.first_capacity_round() {
             Ok(solved) => solved,
             Err(error @ OptimizeError::FleetInfeasible { .. }) => {
                 // An infeasible verdict must hold over every region set too.
@@ -434,6 +434,33 @@ fn capacity_couples_the_fleet_into_one_program() {
         );
         // Less room cannot make the plan cheaper than the plan without a limit.
         assert!(optimum >= unlimited.score.objective * (1.0 - 1e-9));
+
+        // The rounds price every call at the callee's host in the plan itself, and keep
+        // the cheapest plan so priced, which the first round's plan is a candidate for.
+        let (rounds_plan, rounds_report) = optimizer.optimal_plan().unwrap();
+        let rounds = rounds_report.dependency_rounds.clone().unwrap();
+        assert!(rounds.chosen <= rounds.rounds, "{rounds:?}");
+        assert!((1..=placewise::optimize::DEPENDENCY_ROUNDS).contains(&rounds.rounds));
+        assert_eq!(rounds_report.objective, rounds_plan.score.objective);
+        assert!(rounds_report.gap <= 0.01 + 1e-9, "{rounds_report:?}");
+        let repriced = optimizer.priced_plan(&rounds_plan.region_sets()).unwrap();
+        assert_eq!(repriced.score.objective, rounds_plan.score.objective);
+        let first_repriced = optimizer.priced_plan(&plan.region_sets()).unwrap();
+        assert!(
+            rounds_plan.score.objective <= first_repriced.score.objective,
+            "squeeze {squeeze}: rounds {} against the first round's plan {}",
+            rounds_plan.score.objective,
+            first_repriced.score.objective
+        );
+        // Priced with its own callee hosts, the plan's cost is what the world model charges
+        // for it, to within the difference between the history and its last week.
+        let world = check::check(&fleet.world, &rounds_plan, &settings, &unconstrained).unwrap();
+        let predicted = rounds_plan.score.monthly_cost_usd;
+        assert!(
+            relative(predicted, world.monthly_cost_usd) <= 0.05,
+            "squeeze {squeeze}: predicted {predicted} USD against {} in the world model",
+            world.monthly_cost_usd
+        );
     }
     assert!(solved >= 2, "only {solved} of the capacities had a plan");
 }

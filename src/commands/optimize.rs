@@ -23,7 +23,7 @@ use crate::store::{self, RunRecord};
 use crate::strategy::{self, ServiceAttributes, StrategyModel, StrategyReport};
 
 /// Folds of the strategy classifier's cross-validation.
-const STRATEGY_FOLDS: usize = 5;
+pub const STRATEGY_FOLDS: usize = 5;
 
 /// File name of the plan within the output directory.
 pub const PLAN_FILE: &str = "plan.csv";
@@ -105,7 +105,7 @@ pub fn settings(args: &PlanArgs) -> Result<OptimizeSettings, OptimizeError> {
 }
 
 /// Parses `--allow NAME=REGION+REGION` rules.
-fn allow_rules(rules: &[String]) -> Result<Vec<(String, Vec<String>)>, OptimizeError> {
+pub fn allow_rules(rules: &[String]) -> Result<Vec<(String, Vec<String>)>, OptimizeError> {
     rules
         .iter()
         .map(|rule| {
@@ -492,16 +492,36 @@ fn store_plans(
 /// Formats the plan beside the baselines, predicted and in the world model.
 pub fn summary_table(outcome: &OptimizeOutcome) -> String {
     let solver = &outcome.solver;
-    let mut out = format!(
-        "placement plan: {} {} ({}, {} program(s)), objective {:.2}, bound {:.2}, gap {:.2e}\n",
-        solver.method,
-        solver.status,
-        solver.decomposition,
-        solver.programs,
-        solver.objective,
-        solver.bound,
-        solver.gap
-    );
+    let mut out = match &solver.dependency_rounds {
+        None => format!(
+            "placement plan: {} {} ({}, {} program(s)), objective {:.2}, bound {:.2}, gap {:.2e}\n",
+            solver.method,
+            solver.status,
+            solver.decomposition,
+            solver.programs,
+            solver.objective,
+            solver.bound,
+            solver.gap
+        ),
+        Some(rounds) => format!(
+            "placement plan: {} under capacity, round {} of {} ({}):\n  \
+             {} for the callee hosts that round assumed: objective {:.2}, bound {:.2}, gap {:.2e}\n  \
+             with each call priced at the callee's host in the plan: objective {:.2}\n",
+            solver.method,
+            rounds.chosen,
+            rounds.rounds,
+            if rounds.settled {
+                "the plan keeps the callee hosts it assumed"
+            } else {
+                "callee hosts not settled: the plan moved some callees its callers assumed"
+            },
+            solver.status,
+            rounds.program_objective,
+            solver.bound,
+            solver.gap,
+            solver.objective,
+        ),
+    };
     out.push_str(&format!(
         "  {:<10} {:>12} {:>12} {:>10} {:>7} {:>12} {:>10} {:>8}\n",
         "plan",

@@ -167,10 +167,14 @@ pub(super) fn fleet_plan(
         }
     }
     if converged && overflow > 1e-6 {
+        // Raising every region's limit by d removes at most `regions x d` of the overflow,
+        // so no limit below this one can hold the fleet.
+        let lowest = capacity + overflow / regions as f64;
         return Err(OptimizeError::FleetInfeasible {
             constraint: format!("--capacity-vcpus {capacity}"),
             reason: format!(
-                "even with services split across region sets, the fleet needs {overflow:.1} vCPUs more than the regions hold at its replica floor and target utilization"
+                "even with services split across region sets, the fleet needs {overflow:.1} vCPUs more than the regions hold at its replica floor and target utilization\nhint: no limit below {:.0} vCPUs per region can hold it; raise --capacity-vcpus, or lower --min-replicas or raise --target-utilization",
+                lowest.ceil()
             ),
         });
     }
@@ -220,6 +224,7 @@ pub(super) fn fleet_plan(
         decomposition: "fleet".to_string(),
         method: "column generation".to_string(),
         columns: Some(columns.len()),
+        dependency_rounds: None,
     };
     Ok((plan, report))
 }

@@ -327,7 +327,7 @@ pub struct ModelArgs {
 
     /// Threads of the training. The cross-validation fits and the final fit run up to N
     /// at a time, each with N / fits LightGBM threads (at least one). The trees are the
-    /// same for every N.
+    /// same for every N; the model file records the threads each fit used.
     #[arg(
         long,
         default_value_t = 2,

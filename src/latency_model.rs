@@ -83,11 +83,15 @@ pub enum ModelError {
         value: String,
         rule: &'static str,
     },
-    #[error("{rows} rows are too few for {purpose} (at least {needed})")]
+    #[error("{purpose} needs at least {needed} {unit}, and there are {rows}{hint}")]
     TooFewRows {
         rows: usize,
         needed: usize,
         purpose: String,
+        /// What `rows` and `needed` count: `rows` or `services`.
+        unit: &'static str,
+        /// A line that starts with a newline and `hint:`, or nothing.
+        hint: &'static str,
     },
     #[error("feature `{column}` of row {row} is {value}; every feature must be a finite number\nhint: find the row's source with `placewise train --export-matrix FILE`")]
     NonFiniteFeature {
@@ -242,7 +246,9 @@ pub fn split_rows(groups: &[i64], test_fraction: f64, seed: u64) -> Result<Split
         return Err(ModelError::TooFewRows {
             rows: distinct.len(),
             needed: 2,
-            purpose: "a train/test split by service (services, not rows, counted)".to_string(),
+            purpose: "a train/test split by service".to_string(),
+            unit: "services",
+            hint: "",
         });
     }
     distinct.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -299,9 +305,9 @@ pub fn fold_rows(rows: &[usize], folds: usize, seed: u64) -> Result<Vec<Vec<usiz
         return Err(ModelError::TooFewRows {
             rows: rows.len(),
             needed: folds,
-            purpose: format!(
-                "{folds}-fold cross-validation, which needs a training service (or row) per fold\nhint: pass `--folds 0` to skip cross-validation, or fewer folds"
-            ),
+            purpose: format!("{folds}-fold cross-validation by service"),
+            unit: "training services",
+            hint: "\nhint: pass `--folds 0` to skip cross-validation, or fewer folds",
         });
     }
     let mut order = rows.to_vec();
@@ -379,6 +385,8 @@ impl LatencyModel {
                 rows: 0,
                 needed: 1,
                 purpose: "training".to_string(),
+                unit: "rows",
+                hint: "",
             });
         }
         let (features, target) = gather(matrix, rows);

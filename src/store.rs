@@ -7,6 +7,7 @@
 //! the previous database as it was.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use rusqlite::{params, Connection, OpenFlags};
 use serde::Serialize;
@@ -227,8 +228,10 @@ pub enum StoreError {
     },
     #[error("`{path}` is not a placewise database, so it is left untouched\nhint: pass another `--db`, or remove the file yourself")]
     NotPlacewise { path: PathBuf },
-    #[error("`{path}` does not exist\nhint: run `placewise generate --db {path}` first", path = path.display())]
+    #[error("`{path}` does not exist\nhint: run `placewise --db {path} run` to create it with a fleet and its results, or `placewise --db {path} generate` for the fleet alone", path = path.display())]
     Missing { path: PathBuf },
+    #[error("`{path}` is read-only, so nothing can be stored in it\nhint: make it writable (`chmod u+w {path}`), or pass another `--db`", path = path.display())]
+    ReadOnly { path: PathBuf },
     #[error("cannot write a database next to `{path}`\nhint: check that the directory exists and is writable")]
     Unwritable {
         path: PathBuf,
@@ -312,8 +315,9 @@ pub struct Target {
     directory: PathBuf,
     /// Permissions of the file replaced, given to the new one.
     permissions: Option<std::fs::Permissions>,
-    /// Held open with an exclusive lock; the lock ends when the file is closed.
-    _lock: std::fs::File,
+    /// Held open with an exclusive lock; the lock ends when the last holder in this
+    /// process drops it.
+    _lock: Arc<std::fs::File>,
 }
 
 impl Target {
@@ -335,6 +339,16 @@ impl Target {
             return Err(StoreError::NotRegularFile {
                 path: path.to_path_buf(),
             });
+        }
+        // A rename would replace a read-only file all the same, and the new file would
+        // keep its mode, so every later stage would fail to store its results in it.
+        if existing.is_some() {
+            let writable = std::fs::OpenOptions::new().write(true).open(&resolved);
+            if writable.is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
+                return Err(StoreError::ReadOnly {
+                    path: path.to_path_buf(),
+                });
+            }
         }
         let directory = match resolved.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -380,13 +394,18 @@ impl Target {
     }
 }
 
+/// Writer locks this process holds, by lock file, so that the stages of one `run` share
+/// the lock that `run` holds from start to end instead of failing on it.
+static HELD_LOCKS: Mutex<Vec<(PathBuf, Weak<std::fs::File>)>> = Mutex::new(Vec::new());
+
 /// Opens `.<name>.lock` beside the database and locks it exclusively, so that a second
-/// writer fails at once instead of racing the first.
+/// writer fails at once instead of racing the first. A lock this process already holds
+/// is shared.
 fn take_writer_lock(
     path: &Path,
     resolved: &Path,
     directory: &Path,
-) -> Result<std::fs::File, StoreError> {
+) -> Result<Arc<std::fs::File>, StoreError> {
     let name = resolved
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -395,14 +414,30 @@ fn take_writer_lock(
         path: path.to_path_buf(),
         source,
     };
+    let lock_path = std::fs::canonicalize(directory)
+        .map_err(unwritable)?
+        .join(format!(".{name}.lock"));
+    let mut held = HELD_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    held.retain(|(_, lock)| lock.strong_count() > 0);
+    if let Some(lock) = held
+        .iter()
+        .find(|(locked, _)| *locked == lock_path)
+        .and_then(|(_, lock)| lock.upgrade())
+    {
+        return Ok(lock);
+    }
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(directory.join(format!(".{name}.lock")))
+        .open(&lock_path)
         .map_err(unwritable)?;
     match lock.try_lock() {
-        Ok(()) => Ok(lock),
+        Ok(()) => {
+            let lock = Arc::new(lock);
+            held.push((lock_path, Arc::downgrade(&lock)));
+            Ok(lock)
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
             path: path.to_path_buf(),
         }),
@@ -860,8 +895,8 @@ pub fn record_run(connection: &Connection, run: &RunRecord) -> Result<i64, rusql
     Ok(run_id)
 }
 
-/// A generated fleet stored in a temporary database, for the tests of the stages that read
-/// one.
+/// Generates a small fleet and stores it in a temporary database, for the tests of the
+/// stages that read one.
 #[cfg(test)]
 pub(crate) fn stored_test_fleet(
     services: usize,

@@ -179,6 +179,20 @@ impl StrategyModel {
 
 /// Cross-validates the classifier over `folds` folds (seeded) and reports it beside the
 /// majority class.
+/// Rejects a fleet of too few services for `folds`-fold cross-validation.
+pub fn check_services(services: usize, folds: usize) -> Result<(), ModelError> {
+    if services < folds.max(2) {
+        return Err(ModelError::TooFewRows {
+            rows: services,
+            needed: folds.max(2),
+            purpose: format!("{folds}-fold cross-validation of the strategy classifier"),
+            unit: "services",
+            hint: "",
+        });
+    }
+    Ok(())
+}
+
 pub fn cross_validate(
     attributes: &[ServiceAttributes],
     replicas: &[usize],
@@ -186,13 +200,7 @@ pub fn cross_validate(
     seed: u64,
 ) -> Result<StrategyReport, ModelError> {
     let services = attributes.len();
-    if services < folds.max(2) {
-        return Err(ModelError::TooFewRows {
-            rows: services,
-            needed: folds.max(2),
-            purpose: format!("{folds}-fold cross-validation of the strategy classifier"),
-        });
-    }
+    check_services(services, folds)?;
     let all: Vec<usize> = (0..services).collect();
     let parts = fold_rows(&all, folds, seed)?;
     let mut confusion = [[0usize; 2]; 2];

@@ -261,6 +261,96 @@ fn run_matches_its_stages_run_apart() {
 }
 
 #[test]
+fn run_keeps_other_writers_out_to_the_end() {
+    use std::io::BufRead;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("fleet.db");
+    let out = directory.path().join("results");
+    // The default fleet, whose training and later stages take over a second.
+    let mut child = common::binary()
+        .args(["--db", db.to_str().unwrap(), "run"])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("[2/4]") {
+        let mut line = String::new();
+        assert!(
+            log.read_line(&mut line).unwrap() > 0,
+            "run ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    // Once the fleet is stored, the run still has to store its results beside it.
+    let started = std::time::Instant::now();
+    while !db.exists() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the fleet was not stored in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let other = command(&db, "generate", &["--services", "20", "--days", "3"]);
+    assert_eq!(other.status.code(), Some(1), "{}", stderr(&other));
+    assert!(stderr(&other).contains("is in use"), "{}", stderr(&other));
+
+    std::io::Read::read_to_string(&mut log, &mut seen).unwrap();
+    assert!(child.wait().unwrap().success(), "{seen}");
+    let commands: Vec<String> = Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT command FROM runs ORDER BY run_id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(commands, ["run", "run", "run", "run"]);
+}
+
+#[test]
+fn run_rejects_doomed_settings_before_work() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = generate(
+        directory.path(),
+        "fleet.db",
+        &["--services", "20", "--days", "3"],
+    );
+    let before = std::fs::read(&db).unwrap();
+    let not_a_directory = directory.path().join("file");
+    std::fs::write(&not_a_directory, "").unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["--lambda", "-1"], "--lambda -1 is invalid"),
+        (&["--mip-gap", "2"], "--mip-gap 2 is invalid"),
+        (&["--min-replicas", "6"], "--min-replicas 6 is invalid"),
+        (&["--regions", "us-east-1"], "--min-replicas 2 is invalid"),
+        (&["--services", "1"], "needs at least 2 services"),
+        (&["--services", "4"], "needs at least 5 training services"),
+        (
+            &["--out", not_a_directory.to_str().unwrap()],
+            "not a directory",
+        ),
+        (
+            &["--allow", "nobody=us-east-1"],
+            "--allow nobody is invalid",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let output = command(&db, "run", flags);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{flags:?}: {message}");
+        assert!(message.contains(expected), "{flags:?}: {message}");
+        assert!(message.contains("is as it was"), "{flags:?}: {message}");
+        assert!(
+            std::fs::read(&db).unwrap() == before,
+            "{flags:?} changed the database"
+        );
+    }
+}
+
+#[test]
 fn run_rejects_unpriced_regions_before_work() {
     let directory = tempfile::tempdir().unwrap();
     let db = directory.path().join("fleet.db");

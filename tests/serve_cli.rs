@@ -31,7 +31,8 @@ fn serve_missing_database_names_path() {
     let stderr = common::stderr(&output);
     assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
-    assert!(stderr.contains("hint: run `placewise generate"), "{stderr}");
+    let run = format!("hint: run `placewise --db {} run`", path.display());
+    assert!(stderr.contains(&run), "{stderr}");
     assert!(!path.exists(), "serve must not create the database");
 }
 

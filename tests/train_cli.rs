@@ -174,8 +174,9 @@ fn missing_database_names_the_command_that_creates_it() {
     assert_eq!(output.status.code(), Some(3));
     let message = stderr(&output);
     assert!(message.contains("does not exist"), "{message}");
+    assert!(message.contains("hint: run `placewise --db"), "{message}");
     assert!(
-        message.contains("hint: run `placewise generate"),
+        message.contains(" generate` for the fleet alone"),
         "{message}"
     );
 }

@@ -116,13 +116,21 @@ impl Generated {
 /// Generates the fleet with its history in memory, then starts storing it on another
 /// thread and returns, so that `run` can train on the fleet meanwhile. The store replaces
 /// the database as `generate` does, and Ctrl-C stops it the same way.
-pub fn generate_in_background(cli: &Cli, args: &GenerateArgs, command: &str) -> Result<Generated> {
+/// `check` is called with the fleet before the store starts, so a fleet it rejects leaves
+/// the database as it was.
+pub fn generate_in_background(
+    cli: &Cli,
+    args: &GenerateArgs,
+    command: &str,
+    check: impl FnOnce(&Fleet) -> Result<()>,
+) -> Result<Generated> {
     let (config, target) = prepare(cli, args)?;
     let started = Instant::now();
     let mut fleet = generate::generate_telemetry(&config, || !interrupt::requested())?;
     fleet.history = generate::generate_history(&fleet, &mut |_| !interrupt::requested())?;
     let generate_seconds = started.elapsed().as_secs_f64();
     debug!(seconds = generate_seconds, "fleet and history generated");
+    check(&fleet)?;
 
     let fleet = Arc::new(fleet);
     let stored = fleet.clone();

@@ -96,6 +96,7 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
                 StoreError::NewerSchema { .. }
                 | StoreError::NotPlacewise { .. }
                 | StoreError::Missing { .. }
+                | StoreError::ReadOnly { .. }
                 | StoreError::IsDirectory { .. }
                 | StoreError::NotRegularFile { .. }
                 | StoreError::MissingDirectory { .. } => EXIT_INVALID_INPUT,

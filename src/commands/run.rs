@@ -13,18 +13,20 @@ use crate::commands::experiment::ExperimentReport;
 use crate::commands::optimize::OptimizeOutcome;
 use crate::commands::train::TrainOutcome;
 use crate::commands::{experiment, generate, optimize, train, write_stdout};
+use crate::latency_model;
+use crate::optimize::allowed_regions;
+use crate::output;
+use crate::store;
+use crate::strategy;
 
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let settings = &args.generate;
-    // Check every stage's settings before spending time on the fleet.
-    train::settings(&args.model, cli.seed)?;
-    optimize::settings(&args.plan)?;
-    experiment::settings(&args.experiment, cli.seed)?;
-    // The optimizer prices every region, so a region without a price would stop the run
-    // only after the fleet is stored and the model trained.
-    Catalog::embedded()
-        .select(&settings.regions)?
-        .instance_prices()?;
+    check_before_work(cli, args)
+        .with_context(|| format!("run did not start; `{}` is as it was", cli.db.display()))?;
+    let rules = optimize::allow_rules(&args.plan.allow)?;
+    // Held to the end, so that no other writer replaces the fleet between the stages: the
+    // later stages work on the fleet in memory and store beside it.
+    let _writer = store::Target::acquire(&cli.db)?;
     let run_started = Instant::now();
     let mut seconds = Vec::new();
 
@@ -33,7 +35,26 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         settings.services, settings.days, settings.regions
     );
     let started = Instant::now();
-    let mut generated = generate::generate_in_background(cli, settings, "run")?;
+    // The residency rules name services, which the fleet in memory is checked against
+    // before its store begins.
+    let mut generated = generate::generate_in_background(cli, settings, "run", |fleet| {
+        let names: Vec<String> = fleet.services.iter().map(|s| s.name.clone()).collect();
+        let codes: Vec<String> = fleet
+            .config
+            .regions
+            .codes()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        allowed_regions(&rules, &names, &codes)?;
+        Ok(())
+    })
+    .with_context(|| {
+        format!(
+            "run stopped before the fleet was stored; `{}` is as it was",
+            cli.db.display()
+        )
+    })?;
     seconds.push(("generate", started.elapsed().as_secs_f64()));
 
     // The fleet is stored on another thread while the model trains on it in memory. The
@@ -109,6 +130,40 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         &trained, &optimized, &report, &seconds, total,
     ));
     write_stdout(&out)?;
+    Ok(())
+}
+
+/// Rejects, before any work, what would stop a later stage: every stage's settings, a
+/// region without a price, replica bounds the regions cannot meet, a fleet too small to
+/// split, cross-validate or classify, and output files that cannot be written.
+fn check_before_work(cli: &Cli, args: &RunArgs) -> Result<()> {
+    let train_settings = train::settings(&args.model, cli.seed)?;
+    let plan_settings = optimize::settings(&args.plan)?;
+    experiment::settings(&args.experiment, cli.seed)?;
+    let regions = Catalog::embedded().select(&args.generate.regions)?;
+    // The optimizer prices every region.
+    regions.instance_prices()?;
+    plan_settings.validate(regions.len())?;
+
+    // Every generated service has a placement history, so the split and the folds are
+    // those of the services themselves.
+    let ids: Vec<i64> = (0..args.generate.services as i64).collect();
+    let split = latency_model::split_rows(&ids, train_settings.test_fraction, cli.seed)?;
+    if train_settings.folds > 0 {
+        latency_model::fold_groups(&split.train, &ids, train_settings.folds, cli.seed)?;
+    }
+    strategy::check_services(ids.len(), optimize::STRATEGY_FOLDS)?;
+
+    let out = &args.model.out;
+    train::check_outputs(&args.model, None)?;
+    output::check_file(&out.join(optimize::PLAN_FILE))?;
+    for name in [
+        experiment::RESULTS_FILE,
+        experiment::CONTROL_FILE,
+        experiment::TREATMENT_FILE,
+    ] {
+        output::check_file(&out.join(name))?;
+    }
     Ok(())
 }
 

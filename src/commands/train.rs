@@ -230,7 +230,7 @@ pub fn train_on_fleet(
 
 /// Creates the output directory and checks that the model file, and the matrix export if
 /// any, can be written. Returns the model file's path.
-fn check_outputs(args: &ModelArgs, export_matrix: Option<&Path>) -> Result<PathBuf> {
+pub fn check_outputs(args: &ModelArgs, export_matrix: Option<&Path>) -> Result<PathBuf> {
     output::ensure_directory(&args.out)?;
     let model_path = args.out.join(MODEL_FILE);
     output::check_file(&model_path)?;
@@ -268,6 +268,14 @@ fn fit_and_store(
         features_seconds,
         ..Timings::default()
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if settings.hyperparameters.threads > cores {
+        tracing::warn!(
+            threads = settings.hyperparameters.threads,
+            cores,
+            "--threads is above the machine's cores, so the fits will compete for them"
+        );
+    }
     let started = Instant::now();
     let (model, report) = latency_model::train(&matrix, &settings, |step| {
         info!(step, "fitting");

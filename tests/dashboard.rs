@@ -66,14 +66,24 @@ fn send(router: &Router, method: &str, uri: &str) -> Reply {
 
 /// Sends a request with the `Host` header `host`, or none.
 fn send_to_host(router: &Router, method: &str, uri: &str, host: Option<&str>) -> Reply {
+    let hosts: Vec<&str> = host.into_iter().collect();
+    send_request(router, method, uri, &hosts)
+}
+
+/// Sends `GET uri` with one `Host` header per entry of `hosts`.
+fn send_with_hosts(router: &Router, uri: &str, hosts: &[&str]) -> Reply {
+    send_request(router, "GET", uri, hosts)
+}
+
+fn send_request(router: &Router, method: &str, uri: &str, hosts: &[&str]) -> Reply {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let mut request = Request::builder().method(method).uri(uri);
-        if let Some(host) = host {
-            request = request.header("host", host);
+        for host in hosts {
+            request = request.header("host", *host);
         }
         let request = request.body(Body::empty()).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
@@ -799,6 +809,9 @@ fn foreign_host_names_are_rejected() {
         "[::1]:8080",
         "[::1]",
         "dashboard.localhost:8080",
+        "localhost.",
+        "dashboard.localhost.:8080",
+        "[::ffff:127.0.0.1]:8080",
     ];
     for host in loopback {
         let reply = send_to_host(router, "GET", "/api/overview", Some(host));
@@ -812,6 +825,8 @@ fn foreign_host_names_are_rejected() {
         "[::2]:8080",
         "[::1",
         "0.0.0.0:8080",
+        "[::ffff:10.0.0.5]",
+        "",
     ];
     for host in foreign {
         for uri in ["/", "/api/overview", "/assets/dashboard.js"] {
@@ -822,11 +837,23 @@ fn foreign_host_names_are_rejected() {
                 text.contains(&format!("host `{host}`")),
                 "{host} {uri}: {text}"
             );
-            if uri.starts_with("/api") {
+            if uri.starts_with("/api") || uri.starts_with("/assets/") {
                 assert_eq!(reply.json()["status"], 403, "{host} {uri}");
             }
         }
     }
+    // An absolute request target names its host too, and so does a second Host header.
+    let reply = send_to_host(
+        router,
+        "GET",
+        "http://attacker.example/api/overview",
+        Some("localhost"),
+    );
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    let reply = send_to_host(router, "GET", "http://localhost:8080/api/overview", None);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = send_with_hosts(router, "/api/overview", &["localhost", "attacker.example"]);
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
 
     // A server that listens beyond loopback is reached by the machine's other names.
     let mut dashboard = Dashboard::open(&fixture().database).unwrap();

@@ -22,7 +22,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    if !address.ip().is_loopback() {
+    // `to_canonical` counts an IPv4-mapped loopback address (`[::ffff:127.0.0.1]`) too.
+    if !address.ip().to_canonical().is_loopback() {
         tracing::warn!(
             %address,
             "the dashboard listens beyond this machine and has no authentication"

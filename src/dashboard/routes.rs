@@ -139,40 +139,43 @@ fn html(body: String) -> Response {
         .into_response()
 }
 
-/// Rejects a request whose `Host` header names neither `localhost` nor a loopback address,
-/// unless the dashboard accepts any host. A request without the header passes.
+/// Rejects a request that names a host other than `localhost` or a loopback address,
+/// unless the dashboard accepts any host. The names checked are every `Host` header and
+/// the authority of an absolute request target (`GET http://host/...`), which HTTP/1.1
+/// lets override `Host`. A request that names no host passes.
 async fn check_host(State(dashboard): Shared, request: Request, next: Next) -> Response {
-    let host = request.headers().get(header::HOST);
-    if dashboard.any_host || host.is_none_or(is_loopback_host) {
+    if dashboard.any_host {
         return next.run(request).await;
     }
-    let surface = if request.uri().path().starts_with("/api") {
-        Surface::Api
-    } else {
-        Surface::Page
+    let mut named: Vec<String> = request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .collect();
+    if let Some(authority) = request.uri().authority() {
+        named.push(authority.as_str().to_string());
+    }
+    let Some(foreign) = named.iter().find(|host| !is_loopback_host(host)) else {
+        return next.run(request).await;
     };
-    let named = host.map_or(String::new(), |value| {
-        String::from_utf8_lossy(value.as_bytes()).into_owned()
-    });
+    tracing::debug!(host = foreign, "rejected a request for another host name");
     Rejection::new(
-        surface,
+        surface_of(request.uri()),
         StatusCode::FORBIDDEN,
         format!(
             "this dashboard answers to localhost and loopback addresses only, not to host \
-             `{named}`; open it as http://127.0.0.1:PORT/, or start it with --addr 0.0.0.0:PORT \
-             to accept other names"
+             `{foreign}`; open it as http://127.0.0.1:PORT/, or start it with --addr \
+             0.0.0.0:PORT, which listens on every network interface, to accept other names"
         ),
     )
     .into_response()
 }
 
-/// Returns whether a `Host` header names this machine's loopback, with any port:
-/// `localhost` or a name under `.localhost`, which RFC 6761 reserves for the loopback, or a
-/// loopback address.
-fn is_loopback_host(value: &HeaderValue) -> bool {
-    let Ok(host) = value.to_str() else {
-        return false;
-    };
+/// Returns whether a host (with any port) names this machine's loopback: `localhost` or
+/// a name under `.localhost`, which RFC 6761 reserves for the loopback, or a loopback
+/// address, IPv4-mapped ones included. A trailing dot (`localhost.`) is allowed.
+fn is_loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         // An IPv6 literal: `[::1]` or `[::1]:8080`.
         match rest.split_once(']') {
@@ -183,9 +186,9 @@ fn is_loopback_host(value: &HeaderValue) -> bool {
         host.rsplit_once(':').map_or(host, |(name, _)| name)
     };
     if let Ok(address) = name.parse::<std::net::IpAddr>() {
-        return address.is_loopback();
+        return address.to_canonical().is_loopback();
     }
-    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     name == "localhost" || name.ends_with(".localhost")
 }
 

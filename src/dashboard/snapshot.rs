@@ -329,10 +329,7 @@ pub struct LatencyHistogram {
 const ARM_METRICS: [(&str, &str); 7] = [
     ("avg_latency_ms", "Average latency (ms)"),
     ("total_cost", "Total cost (USD)"),
-    (
-        "mean_cost_per_service_usd",
-        "Cost per service (USD/month)",
-    ),
+    ("mean_cost_per_service_usd", "Cost per service (USD/month)"),
     ("total_placement_pairs", "Placement pairs"),
     ("total_requests", "Requests"),
     ("redundancy_score", "Redundancy score"),

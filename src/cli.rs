@@ -307,7 +307,8 @@ pub struct ModelArgs {
     )]
     pub min_data_in_leaf: i64,
 
-    /// Share of the rows held out for the test metrics, strictly between 0 and 1.
+    /// Share of the services whose rows are held out for the test metrics, strictly
+    /// between 0 and 1 (at least one service on each side).
     #[arg(
         long,
         default_value_t = 0.2,
@@ -399,10 +400,11 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
-    /// Address and port to listen on. The default accepts connections from this machine
-    /// only; port 0 picks a free port, which the first line on stderr names. The server
+    /// IP address and port to listen on (a name such as `localhost` is not accepted). The
+    /// default accepts connections from this machine only, and 0.0.0.0 from every network
+    /// interface; port 0 picks a free port, which the first line on stderr names. The server
     /// reads `--db` read-only, shows its latest results and reads it again when it
     /// changes; Ctrl-C stops it after the requests in progress, with exit code 0.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
     pub addr: std::net::SocketAddr,
 }

@@ -63,7 +63,7 @@ pub struct OptimizeSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceSolver {
-    /// HiGHS up to `SEARCH_ABOVE_REGIONS` regions, the set search above.
+    /// HiGHS up to 8 regions, the set search above.
     Auto,
     /// The mixed-integer program, solved by HiGHS.
     Highs,
@@ -963,7 +963,8 @@ impl<'a> Optimizer<'a> {
                         service: self.market.names[service].clone(),
                         constraint: format!("--slo-ms {slo}"),
                         reason: format!(
-                            "users in {} see at least {best:.1} ms predicted, in {}",
+                            "users in {} see at least {best:.1} ms predicted, from the \
+                             nearest allowed region, {}",
                             self.summary.regions[o], self.summary.regions[region]
                         ),
                     });

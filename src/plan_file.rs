@@ -137,8 +137,8 @@ pub fn parse(path: &Path, text: &str, fleet: &WorldFleet) -> Result<Placement, P
         return Err(error(
             None,
             format!(
-                "has no row for service `{}` (id {}), and {} service(s) have none in all",
-                fleet.names[service], fleet.service_ids[service], missing
+                "has no row for {missing} service(s) of the database, the first `{}` (id {})",
+                fleet.names[service], fleet.service_ids[service]
             ),
             "place every service of the database in at least one region; `placewise optimize` writes a complete plan".to_string(),
         ));
@@ -417,7 +417,7 @@ mod tests {
             (
                 "service_id,region,instances\n0,us-east-1,1\n",
                 None,
-                "no row for service `user-service-2` (id 1)",
+                "no row for 1 service(s) of the database, the first `user-service-2` (id 1)",
             ),
         ];
         for (text, line, expected) in cases {

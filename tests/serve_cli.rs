@@ -48,6 +48,9 @@ fn serve_without_results_names_command() {
     assert_eq!(output.status.code(), Some(3));
     let stderr = common::stderr(&output);
     assert!(stderr.contains("has no results yet"), "{stderr}");
+    // The first command offered keeps the fleet the database holds.
+    let train = format!("hint: run `placewise --db {} train`", path.display());
+    assert!(stderr.contains(&train), "{stderr}");
     assert!(
         stderr.contains(&format!("placewise --db {} run", path.display())),
         "{stderr}"

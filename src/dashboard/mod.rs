@@ -32,7 +32,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Errors of the dashboard that are not the store's own.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
-    #[error("`{path}` has no results yet: no latency model, classifier or plan is stored\nhint: run `placewise --db {path} run` to generate a fleet and store its results, or `placewise --db {path} train` and then `optimize` on the fleet it holds", path = path.display())]
+    #[error("`{path}` has no results yet: no latency model, classifier or plan is stored\nhint: run `placewise --db {path} train` and then `placewise --db {path} optimize` on the fleet it holds, or `placewise --db {path} run` to replace it with a new fleet and its results", path = path.display())]
     NoResults { path: PathBuf },
     #[error("cannot read the results in `{path}`", path = path.display())]
     Read {

@@ -413,13 +413,21 @@ struct PlanPage<'a> {
     services: Vec<&'a PlanRow>,
 }
 
+/// Rewords serde's query error ("Failed to deserialize query string: colour: unknown field
+/// `colour`, expected one of ...") as a sentence about the query.
+fn query_message(text: &str) -> String {
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    format!("invalid query string: {detail}")
+}
+
 async fn plan_api(
     State(dashboard): Shared,
     query: Result<Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Rejection> {
     let bad = |message: String| Rejection::new(Surface::Api, StatusCode::BAD_REQUEST, message);
-    let Query(query) =
-        query.map_err(|e| bad(format!("invalid query string: {}", e.body_text())))?;
+    let Query(query) = query.map_err(|e| bad(query_message(&e.body_text())))?;
     let sort = query.sort.as_deref().unwrap_or("service_id");
     if !SORT_COLUMNS.contains(&sort) {
         return Err(bad(format!(
@@ -560,7 +568,7 @@ async fn not_found(uri: Uri) -> Rejection {
         surface_of(&uri),
         StatusCode::NOT_FOUND,
         format!(
-            "no page at `{}`; the pages are /, /ab-test, /regions, /plan and /models, and /api lists the API",
+            "no page at `{}`; the pages are /, /ab-test, /regions, /plan, /models and /about, and /api lists the API",
             uri.path()
         ),
     )

@@ -17,8 +17,9 @@
 //! plan, not only for the columns found. When the bound is within the gap setting of the
 //! relaxation, or no service has a better set, HiGHS solves the master with integer `z`
 //! over the columns found. The reported bound is the best Lagrangian bound, so the gap is
-//! that of the whole program. Callees' hosts for the dependency terms come from the plan
-//! solved without capacity.
+//! that of the whole program. Callees' hosts for the dependency terms are fixed: they come
+//! from the plan the caller passes in, which [`Optimizer::optimal_plan`] changes from one
+//! round to the next.
 
 use std::collections::HashSet;
 use std::time::Instant;

@@ -54,13 +54,15 @@ for row in open(f"{work}/capacities"):
         continue
     capped = json.load(open(f"{work}/capacity-{share}.json"))
     solver = capped["solver"]
-    rounds = solver["dependency_rounds"]
+    search = solver["capacity_search"]
     optimizer = capped["plans"]["optimizer"]
     cost, world = optimizer["monthly_cost_usd"], optimizer["world"]["monthly_cost_usd"]
     print(f"{share} of the busiest region, {capacity} vCPUs: whole command {line('capacity-' + share)}, "
           f"solve {capped['timings']['solve_seconds']:.1f} s, {solver['columns']} columns, "
-          f"round {rounds['chosen']} of {rounds['rounds']} (settled: {rounds['settled']}), "
-          f"status {solver['status']}, program objective {rounds['program_objective']:.0f}, "
+          f"{search['chosen']} chosen (callees first {search['callees_first_objective']}, "
+          f"rounds {search['rounds_objective']:.0f} over {search['rounds']}, "
+          f"settled: {search['rounds_settled']}), "
+          f"status {solver['status']}, program objective {search['program_objective']:.0f}, "
           f"bound {solver['bound']:.0f}, gap {solver['gap']:.2e}, "
           f"objective with own callee hosts {solver['objective']:.0f}, "
           f"cost {cost:.0f} USD/month predicted and {world:.0f} in the world model")

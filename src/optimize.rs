@@ -286,27 +286,37 @@ pub struct SolverReport {
     /// Region sets the fleet program generated; absent per service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub columns: Option<usize>,
-    /// Under capacity, how the rounds of the fleet program went; absent per service.
+    /// Under capacity, how the plan was found; absent per service.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dependency_rounds: Option<DependencyRounds>,
+    pub capacity_search: Option<CapacitySearch>,
 }
 
-/// The rounds of the capacity-coupled fleet program. Each round fixes the callee hosts that
-/// the callers' coefficients assume, so `bound`, `gap` and `status` of the report are of
-/// the round the plan came from, and `program_objective` is the plan's objective in that
-/// round's program. The report's `objective` prices each call at the callee's host in the
-/// plan itself, which is what the plan costs.
+/// How the capacity-coupled fleet was placed. A caller's coefficients depend on where its
+/// callees run, so two ways are tried and the plan of lower objective is kept:
+/// - `callees first`: one program per call-graph level, callees' levels first, each with
+///   its callees' actual hosts and the vCPUs the levels before it left. `bound` is the sum
+///   of the levels' bounds, so the gap is that of this decomposition, as without capacity.
+/// - `rounds`: the whole fleet as one program, solved again with each round's plan as the
+///   callees' hosts. `bound` holds for the chosen round's program, whose callers assume the
+///   previous round's callee hosts. Priced with its own hosts the plan can cost more, and
+///   no bound is known for that.
+///
+/// The report's `objective` prices every call at the callee's host in the plan itself.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DependencyRounds {
+pub struct CapacitySearch {
+    /// `callees first` or `rounds`.
+    pub chosen: &'static str,
+    /// The chosen plan's objective in the program(s) that `bound` holds for.
+    pub program_objective: f64,
+    /// The callees-first plan's objective; absent when a level did not fit in what the
+    /// levels before it left.
+    pub callees_first_objective: Option<f64>,
+    /// The objective of the best plan of the rounds, priced with its own callee hosts.
+    pub rounds_objective: Option<f64>,
     /// Rounds solved.
     pub rounds: usize,
-    /// The round whose plan is returned: the one of lowest objective.
-    pub chosen: usize,
-    /// Whether the chosen plan keeps the callee hosts its round assumed, so that every
-    /// service is solved given where its callees run.
-    pub settled: bool,
-    /// The chosen plan's objective with the callee hosts its round assumed.
-    pub program_objective: f64,
+    /// Whether the last round's plan kept the callee hosts it assumed.
+    pub rounds_settled: bool,
 }
 
 /// The per-service data of the program: every coefficient is fixed before the solve.
@@ -799,7 +809,7 @@ impl<'a> Optimizer<'a> {
             decomposition: "per service".to_string(),
             method: "HiGHS".to_string(),
             columns: None,
-            dependency_rounds: None,
+            capacity_search: None,
         };
         let search = match self.settings.solver {
             ServiceSolver::Highs => false,
@@ -832,24 +842,112 @@ impl<'a> Optimizer<'a> {
         Ok((plan, report))
     }
 
-    /// Solves the capacity-coupled fleet by column generation, in rounds.
-    ///
-    /// A caller's coefficients depend on where its callees run, and the capacity can move a
-    /// callee away from the host the coefficients assumed. Each round therefore solves the
-    /// fleet with the callee hosts of the previous round's plan (the first, of the plan
-    /// without capacity), then prices the plan with its own callee hosts. The rounds stop
-    /// when a plan keeps the hosts its round assumed, or after [`DEPENDENCY_ROUNDS`], and
-    /// the plan of lowest objective is returned.
+    /// Solves the capacity-coupled fleet by column generation, callees first and in rounds
+    /// (see [`CapacitySearch`]), and returns the plan of lower objective.
     fn capacity_plan(&self) -> Result<(Plan, SolverReport), OptimizeError> {
+        let by_level = self.capacity_by_level();
+        // The rounds fail only when the whole fleet cannot fit, which no level-by-level
+        // placement can improve on, so their error is the one to report.
+        let (rounds_plan, rounds_report, rounds, settled) = self.capacity_rounds()?;
+        let rounds_objective = rounds_plan.score.objective;
+        let callees_first_objective = by_level.as_ref().ok().map(|(p, _)| p.score.objective);
+        if let Err(error) = &by_level {
+            tracing::info!(%error, "callees-first placement did not fit; keeping the rounds");
+        }
+        let (plan, mut report, chosen, program_objective) = match by_level {
+            Ok((plan, report)) if plan.score.objective <= rounds_objective => {
+                let objective = plan.score.objective;
+                (plan, report, "callees first", objective)
+            }
+            _ => {
+                let program = rounds_report.objective;
+                let mut report = rounds_report;
+                report.objective = rounds_plan.score.objective;
+                (rounds_plan, report, "rounds", program)
+            }
+        };
+        report.capacity_search = Some(CapacitySearch {
+            chosen,
+            program_objective,
+            callees_first_objective,
+            rounds_objective: Some(rounds_objective),
+            rounds,
+            rounds_settled: settled,
+        });
+        Ok((plan, report))
+    }
+
+    /// Places the fleet one call-graph level at a time, callees first, each level under
+    /// the vCPUs the levels before it left. Every caller's coefficients have its callees'
+    /// actual hosts, so the plan's objective is the sum of the levels' objectives.
+    fn capacity_by_level(&self) -> Result<(Plan, SolverReport), OptimizeError> {
+        let capacity = self
+            .settings
+            .capacity_vcpus
+            .expect("called with a capacity");
+        let mut left = vec![capacity; self.regions()];
+        let mut report = SolverReport {
+            status: "optimal".to_string(),
+            objective: 0.0,
+            bound: 0.0,
+            gap: 0.0,
+            programs: 0,
+            decomposition: "fleet, by call-graph level".to_string(),
+            method: "column generation".to_string(),
+            columns: Some(0),
+            capacity_search: None,
+        };
+        let (plan, _) = self.plan_by_level(|level, terms| {
+            let start = level
+                .iter()
+                .zip(terms)
+                .map(|(&service, terms)| self.search_service(service, terms))
+                .collect::<Result<Vec<_>, _>>()?;
+            let program = columns::Program {
+                members: level.to_vec(),
+                terms: terms.iter().collect(),
+                start,
+                capacity: left.clone(),
+            };
+            let solution = columns::solve_program(self, &program)?;
+            for ((&service, terms), set) in level.iter().zip(terms).zip(&solution.sets) {
+                let (planned, _) = self.score_service(service, terms, set);
+                let cores = self.summary.services[service].cores;
+                for host in planned {
+                    left[host.region] -= f64::from(host.instances) * cores;
+                }
+            }
+            report.bound += solution.bound;
+            report.programs += solution.programs;
+            if let Some(columns) = report.columns.as_mut() {
+                *columns += solution.columns;
+            }
+            if solution.status != "optimal" {
+                report.status = solution.status.clone();
+            }
+            Ok(solution.sets)
+        })?;
+        report.objective = plan.score.objective;
+        report.gap = relative_gap(plan.score.objective, report.bound);
+        Ok((plan, report))
+    }
+
+    /// Solves the whole fleet as one program in rounds: each round with the callee hosts of
+    /// the previous round's plan (the first, of the plan without capacity), until a plan
+    /// keeps the hosts its round assumed, or for [`DEPENDENCY_ROUNDS`]. Returns the plan of
+    /// lowest objective priced with its own callee hosts, its round's report (objective as
+    /// that round's program prices it), the rounds solved and whether they settled.
+    fn capacity_rounds(&self) -> Result<(Plan, SolverReport, usize, bool), OptimizeError> {
         let (mut assumed, mut terms) =
             self.plan_with_terms(|service, terms| self.search_service(service, terms))?;
         let mut best: Option<(Plan, SolverReport)> = None;
         let mut rounds = 0;
-        while rounds < DEPENDENCY_ROUNDS {
+        let mut settled = false;
+        while rounds < DEPENDENCY_ROUNDS && !settled {
             rounds += 1;
-            let (solved, mut report) = columns::fleet_plan(self, &assumed, &terms)?;
+            let (solved, report) = columns::fleet_plan(self, &assumed, &terms)?;
             let sets = solved.region_sets();
-            let settled = sets == assumed.region_sets();
+            settled = sets == assumed.region_sets();
             let (plan, next_terms) =
                 self.plan_with_terms(|service, _| Ok(sets[service].clone()))?;
             tracing::info!(
@@ -859,30 +957,17 @@ impl<'a> Optimizer<'a> {
                 settled,
                 "capacity round solved"
             );
-            report.objective = plan.score.objective;
-            report.dependency_rounds = Some(DependencyRounds {
-                rounds,
-                chosen: rounds,
-                settled,
-                program_objective: solved.score.objective,
-            });
             let better = best
                 .as_ref()
                 .is_none_or(|(kept, _)| plan.score.objective < kept.score.objective);
             if better {
                 best = Some((plan.clone(), report));
             }
-            if settled {
-                break;
-            }
             assumed = plan;
             terms = next_terms;
         }
-        let (plan, mut report) = best.expect("at least one round runs");
-        if let Some(record) = report.dependency_rounds.as_mut() {
-            record.rounds = rounds;
-        }
-        Ok((plan, report))
+        let (plan, report) = best.expect("at least one round runs");
+        Ok((plan, report, rounds, settled))
     }
 
     /// Prices a plan of the given region sets, one per service: every call at the callee's

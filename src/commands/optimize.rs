@@ -492,7 +492,7 @@ fn store_plans(
 /// Formats the plan beside the baselines, predicted and in the world model.
 pub fn summary_table(outcome: &OptimizeOutcome) -> String {
     let solver = &outcome.solver;
-    let mut out = match &solver.dependency_rounds {
+    let mut out = match &solver.capacity_search {
         None => format!(
             "placement plan: {} {} ({}, {} program(s)), objective {:.2}, bound {:.2}, gap {:.2e}\n",
             solver.method,
@@ -503,24 +503,32 @@ pub fn summary_table(outcome: &OptimizeOutcome) -> String {
             solver.bound,
             solver.gap
         ),
-        Some(rounds) => format!(
-            "placement plan: {} under capacity, round {} of {} ({}):\n  \
-             {} for the callee hosts that round assumed: objective {:.2}, bound {:.2}, gap {:.2e}\n  \
-             with each call priced at the callee's host in the plan: objective {:.2}\n",
-            solver.method,
-            rounds.chosen,
-            rounds.rounds,
-            if rounds.settled {
-                "the plan keeps the callee hosts it assumed"
-            } else {
-                "callee hosts not settled: the plan moved some callees its callers assumed"
-            },
-            solver.status,
-            rounds.program_objective,
-            solver.bound,
-            solver.gap,
-            solver.objective,
-        ),
+        Some(search) => {
+            let either = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.2}"));
+            let rounds = format!(
+                "{} rounds, {}",
+                search.rounds,
+                if search.rounds_settled {
+                    "settled"
+                } else {
+                    "not settled"
+                }
+            );
+            format!(
+                "placement plan: {} under capacity, {} chosen (callees first {}, in rounds {} over {rounds}):\n  \
+                 {} for the program its bound holds for: objective {:.2}, bound {:.2}, gap {:.2e}\n  \
+                 with each call priced at the callee's host in the plan: objective {:.2}\n",
+                solver.method,
+                search.chosen,
+                either(search.callees_first_objective),
+                either(search.rounds_objective),
+                solver.status,
+                search.program_objective,
+                solver.bound,
+                solver.gap,
+                solver.objective,
+            )
+        }
     };
     out.push_str(&format!(
         "  {:<10} {:>12} {:>12} {:>10} {:>7} {:>12} {:>10} {:>8}\n",

@@ -38,53 +38,112 @@ const RELAXATION_SHARE: f64 = 0.5;
 
 /// One service's set of hosting regions and what it costs.
 struct Column {
-    service: usize,
+    /// Position of the service among the program's members.
+    member: usize,
     regions: Vec<usize>,
     cost: f64,
     /// vCPUs the set uses in each of its regions.
     vcpus: Vec<(usize, f64)>,
 }
 
+/// One capacity-coupled program: the services it places, with their coefficients and a
+/// first region set each, and the vCPUs each region offers them.
+pub(super) struct Program<'a> {
+    /// Services of the program, by their position in the fleet.
+    pub members: Vec<usize>,
+    /// Coefficients of each member, in the members' order.
+    pub terms: Vec<&'a ServiceTerms>,
+    /// A first region set for each member, such as its best set without capacity.
+    pub start: Vec<Vec<usize>>,
+    /// vCPUs each region offers the members.
+    pub capacity: Vec<f64>,
+}
+
+/// Result of [`solve_program`]: a region set for each member, in the members' order.
+pub(super) struct Solution {
+    pub sets: Vec<Vec<usize>>,
+    /// The best Lagrangian bound on the members' objective in the program.
+    pub bound: f64,
+    /// `optimal` (within `--mip-gap` of the bound), `time limit` or `gap above the setting`.
+    pub status: String,
+    /// Relaxations solved, with the integer program.
+    pub programs: usize,
+    pub columns: usize,
+}
+
+/// Solves the whole fleet under `--capacity-vcpus`, with the callee hosts of `assumed` in
+/// every caller's coefficients `terms`. The plan is priced as that program prices it.
 pub(super) fn fleet_plan(
     optimizer: &Optimizer,
-    uncoupled: &Plan,
+    assumed: &Plan,
     terms: &[ServiceTerms],
 ) -> Result<(Plan, SolverReport), OptimizeError> {
+    let capacity = optimizer
+        .settings
+        .capacity_vcpus
+        .expect("called with a capacity");
+    let services = optimizer.summary.services.len();
+    let program = Program {
+        members: (0..services).collect(),
+        terms: terms.iter().collect(),
+        start: assumed.region_sets(),
+        capacity: vec![capacity; optimizer.regions()],
+    };
+    let solution = solve_program(optimizer, &program)?;
+    let plan = plan_of(optimizer, terms, &program.members, &solution.sets);
+    let report = SolverReport {
+        status: solution.status,
+        objective: plan.score.objective,
+        bound: solution.bound,
+        gap: relative_gap(plan.score.objective, solution.bound),
+        programs: solution.programs,
+        decomposition: "fleet".to_string(),
+        method: "column generation".to_string(),
+        columns: Some(solution.columns),
+        capacity_search: None,
+    };
+    Ok((plan, report))
+}
+
+/// Solves one capacity-coupled program by column generation, then HiGHS over the columns.
+pub(super) fn solve_program(
+    optimizer: &Optimizer,
+    program: &Program,
+) -> Result<Solution, OptimizeError> {
     let started = Instant::now();
     let settings = &optimizer.settings;
-    let capacity = settings.capacity_vcpus.expect("called with a capacity");
-    let regions = optimizer.regions();
-    let services = optimizer.summary.services.len();
-    let needed: f64 = (0..services)
-        .map(|s| settings.min_replicas as f64 * optimizer.summary.services[s].cores)
+    let terms = &program.terms;
+    let members = program.members.len();
+    let capacity = &program.capacity;
+    let needed: f64 = program
+        .members
+        .iter()
+        .map(|&s| settings.min_replicas as f64 * optimizer.summary.services[s].cores)
         .sum();
-    if needed > capacity * regions as f64 {
+    let offered: f64 = capacity.iter().sum();
+    if needed > offered {
         return Err(OptimizeError::FleetInfeasible {
-            constraint: format!("--capacity-vcpus {capacity}"),
+            constraint: capacity_setting(capacity),
             reason: format!(
-                "{needed} vCPUs are needed for one instance per replica, {} exist",
-                capacity * regions as f64
+                "{needed} vCPUs are needed for one instance per replica, {offered} exist"
             ),
         });
     }
 
     let mut columns: Vec<Column> = Vec::new();
     let mut known: HashSet<(usize, Vec<usize>)> = HashSet::new();
-    let mut add = |columns: &mut Vec<Column>, service: usize, set: Vec<usize>| {
-        if known.insert((service, set.clone())) {
-            columns.push(column(optimizer, service, &terms[service], set));
+    let mut add = |columns: &mut Vec<Column>, member: usize, set: Vec<usize>| {
+        if known.insert((member, set.clone())) {
+            let service = program.members[member];
+            columns.push(column(optimizer, member, service, terms[member], set));
             true
         } else {
             false
         }
     };
-    // The plan without capacity first, then each service's next best sets.
-    for (service, hosts) in uncoupled.hosts.iter().enumerate() {
-        add(
-            &mut columns,
-            service,
-            hosts.iter().map(|h| h.region).collect(),
-        );
+    // The first sets, then each member's next best sets.
+    for (member, set) in program.start.iter().enumerate() {
+        add(&mut columns, member, set.clone());
     }
 
     // A vCPU over capacity costs far more than an instance, so the relaxation is feasible
@@ -92,15 +151,18 @@ pub(super) fn fleet_plan(
     // column improves, its price rises and the search goes on, so that overflow left at the
     // end means the relaxation itself has no room, not that overflow was cheap.
     let mut overflow_price = 100.0
-        * (0..services)
-            .flat_map(|s| {
+        * program
+            .members
+            .iter()
+            .zip(terms)
+            .flat_map(|(&s, member_terms)| {
                 let cores = optimizer.summary.services[s].cores.max(f64::MIN_POSITIVE);
-                terms[s].instance_month.iter().map(move |p| p / cores)
+                member_terms.instance_month.iter().map(move |p| p / cores)
             })
             .fold(1.0, f64::max);
     let relaxation_gap = settings.mip_gap * RELAXATION_SHARE;
     let deadline = settings.time_limit_seconds;
-    let mut master = Master::new(services, regions, capacity, overflow_price);
+    let mut master = Master::new(members, capacity, overflow_price);
     for c in &columns {
         master.add(c);
     }
@@ -121,17 +183,22 @@ pub(super) fn fleet_plan(
             .iter()
             .map(|d| (-d).max(0.0))
             .collect();
-        let found = price_all(optimizer, terms, &prices, &columns)?;
-        let mut bound = -prices.iter().sum::<f64>() * capacity;
+        let found = price_all(optimizer, program, &prices, &columns)?;
+        let mut bound = -prices
+            .iter()
+            .zip(capacity)
+            .map(|(price, limit)| price * limit)
+            .sum::<f64>();
         let mut added = 0;
-        for (service, best) in found.into_iter().enumerate() {
+        for (member, best) in found.into_iter().enumerate() {
             let Some(best) = best else {
-                return Err(optimizer.replica_error(service, &terms[service]));
+                let service = program.members[member];
+                return Err(optimizer.replica_error(service, terms[member]));
             };
             bound += best.value;
-            let reduced = best.value - solved.convexity_duals[service];
+            let reduced = best.value - solved.convexity_duals[member];
             if reduced < -1e-9 * best.value.abs().max(1.0)
-                && add(&mut columns, service, best.regions)
+                && add(&mut columns, member, best.regions)
             {
                 master.add(columns.last().expect("just added"));
                 added += 1;
@@ -152,7 +219,7 @@ pub(super) fn fleet_plan(
             if overflow > 1e-6 && raises < OVERFLOW_RAISES {
                 raises += 1;
                 overflow_price *= 1e3;
-                master = Master::new(services, regions, capacity, overflow_price);
+                master = Master::new(members, capacity, overflow_price);
                 for c in &columns {
                     master.add(c);
                 }
@@ -168,15 +235,9 @@ pub(super) fn fleet_plan(
         }
     }
     if converged && overflow > 1e-6 {
-        // Raising every region's limit by d removes at most `regions x d` of the overflow,
-        // so no limit below this one can hold the fleet.
-        let lowest = capacity + overflow / regions as f64;
         return Err(OptimizeError::FleetInfeasible {
-            constraint: format!("--capacity-vcpus {capacity}"),
-            reason: format!(
-                "even with services split across region sets, the fleet needs {overflow:.1} vCPUs more than the regions hold at its replica floor and target utilization\nhint: no limit below {:.0} vCPUs per region can hold it; raise --capacity-vcpus, or lower --min-replicas or raise --target-utilization",
-                lowest.ceil()
-            ),
+            constraint: capacity_setting(capacity),
+            reason: overflow_reason(capacity, overflow),
         });
     }
     info!(
@@ -194,21 +255,27 @@ pub(super) fn fleet_plan(
     )?;
     let Some((status, chosen)) = chosen else {
         return Err(OptimizeError::FleetInfeasible {
-            constraint: format!("--capacity-vcpus {capacity}"),
+            constraint: capacity_setting(capacity),
             reason: format!(
                 "no choice among the {} region sets generated fits every region's capacity",
                 columns.len()
             ),
         });
     };
-    if !chosen_once(&columns, &chosen, services) {
+    if !chosen_once(&columns, &chosen, members) {
         // HiGHS stopped at its time limit before it had an integer solution.
         return Err(OptimizeError::TimedOut {
             seconds: settings.time_limit_seconds,
         });
     }
-    let plan = plan_of(optimizer, terms, &columns, &chosen);
-    let gap = relative_gap(plan.score.objective, best_bound);
+    let mut sets = vec![Vec::new(); members];
+    let mut objective = 0.0;
+    for &index in &chosen {
+        sets[columns[index].member] = columns[index].regions.clone();
+        objective += columns[index].cost;
+    }
+    // The objective is only for the status: callers price the sets with their own terms.
+    let gap = relative_gap(objective, best_bound);
     let status = if gap <= settings.mip_gap * (1.0 + 1e-9) {
         "optimal".to_string()
     } else if status == "time limit" || started.elapsed().as_secs_f64() >= deadline {
@@ -216,31 +283,58 @@ pub(super) fn fleet_plan(
     } else {
         "gap above the setting".to_string()
     };
-    let report = SolverReport {
-        status,
-        objective: plan.score.objective,
+    Ok(Solution {
+        sets,
         bound: best_bound,
-        gap,
+        status,
         programs: rounds + 1,
-        decomposition: "fleet".to_string(),
-        method: "column generation".to_string(),
-        columns: Some(columns.len()),
-        dependency_rounds: None,
-    };
-    Ok((plan, report))
+        columns: columns.len(),
+    })
 }
 
-/// Returns whether `chosen` picks one column of each service.
-fn chosen_once(columns: &[Column], chosen: &[usize], services: usize) -> bool {
-    let mut count = vec![0usize; services];
+/// Names the capacity a program was held to: the setting itself when every region has the
+/// same limit, or what the levels before left.
+fn capacity_setting(capacity: &[f64]) -> String {
+    match capacity.first() {
+        Some(&first) if capacity.iter().all(|&c| c == first) => {
+            format!("--capacity-vcpus {first}")
+        }
+        _ => "the vCPUs left by the services placed before".to_string(),
+    }
+}
+
+/// Explains overflow left in the relaxation and, when every region has the same limit, the
+/// lowest limit that could hold the fleet.
+fn overflow_reason(capacity: &[f64], overflow: f64) -> String {
+    let reason = format!(
+        "even with services split across region sets, the fleet needs {overflow:.1} vCPUs more than the regions hold at its replica floor and target utilization"
+    );
+    match capacity.first() {
+        Some(&first) if capacity.iter().all(|&c| c == first) => {
+            // Raising every region's limit by d removes at most `regions x d` of the
+            // overflow, so no limit below this one can hold the fleet.
+            let lowest = first + overflow / capacity.len() as f64;
+            format!(
+                "{reason}\nhint: no limit below {:.0} vCPUs per region can hold it; raise --capacity-vcpus, or lower --min-replicas or raise --target-utilization",
+                lowest.ceil()
+            )
+        }
+        _ => reason,
+    }
+}
+
+/// Returns whether `chosen` picks one column of each member.
+fn chosen_once(columns: &[Column], chosen: &[usize], members: usize) -> bool {
+    let mut count = vec![0usize; members];
     for &index in chosen {
-        count[columns[index].service] += 1;
+        count[columns[index].member] += 1;
     }
     count.iter().all(|&c| c == 1)
 }
 
 fn column(
     optimizer: &Optimizer,
+    member: usize,
     service: usize,
     terms: &ServiceTerms,
     regions: Vec<usize>,
@@ -248,7 +342,7 @@ fn column(
     let (planned, score) = optimizer.score_service(service, terms, &regions);
     let cores = optimizer.summary.services[service].cores;
     Column {
-        service,
+        member,
         vcpus: planned
             .iter()
             .map(|h| (h.region, f64::from(h.instances) * cores))
@@ -262,20 +356,23 @@ fn column(
 /// many threads as the machine has. The result does not depend on the threads.
 fn price_all(
     optimizer: &Optimizer,
-    terms: &[ServiceTerms],
+    program: &Program,
     prices: &[f64],
     columns: &[Column],
 ) -> Result<Vec<Option<Found>>, OptimizeError> {
-    let services = terms.len();
-    // Each service's columns so far are the search's first sets to beat.
+    let services = program.members.len();
+    // Each member's columns so far are the search's first sets to beat.
     let mut known: Vec<Vec<&[usize]>> = vec![Vec::new(); services];
     for c in columns {
-        known[c.service].push(&c.regions);
+        known[c.member].push(&c.regions);
     }
     // The searches hold plain numbers only, so they can go to other threads; the
     // optimizer, with its LightGBM handle, stays on this one.
-    let searches: Vec<SetSearch> = (0..services)
-        .map(|s| SetSearch::new(optimizer, s, &terms[s], Some(prices)))
+    let searches: Vec<SetSearch> = program
+        .members
+        .iter()
+        .zip(&program.terms)
+        .map(|(&s, terms)| SetSearch::new(optimizer, s, terms, Some(prices)))
         .collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -307,9 +404,8 @@ struct Master {
     model: Option<Model>,
     convexity: Vec<Row>,
     capacity_rows: Vec<Row>,
-    capacity: f64,
-    services: usize,
-    regions: usize,
+    capacity: Vec<f64>,
+    members: usize,
     overflow_columns: usize,
 }
 
@@ -322,10 +418,13 @@ struct Relaxation {
 }
 
 impl Master {
-    fn new(services: usize, regions: usize, capacity: f64, overflow_price: f64) -> Master {
+    fn new(members: usize, capacity: &[f64], overflow_price: f64) -> Master {
         let mut problem = ColProblem::default();
-        let convexity: Vec<Row> = (0..services).map(|_| problem.add_row(1.0..=1.0)).collect();
-        let capacity_rows: Vec<Row> = (0..regions).map(|_| problem.add_row(..=capacity)).collect();
+        let convexity: Vec<Row> = (0..members).map(|_| problem.add_row(1.0..=1.0)).collect();
+        let capacity_rows: Vec<Row> = capacity
+            .iter()
+            .map(|&limit| problem.add_row(..=limit))
+            .collect();
         for &row in &capacity_rows {
             problem.add_column(overflow_price, 0.0.., [(row, -1.0)]);
         }
@@ -334,11 +433,10 @@ impl Master {
         Master {
             model: Some(model),
             convexity,
+            overflow_columns: capacity_rows.len(),
             capacity_rows,
-            capacity,
-            services,
-            regions,
-            overflow_columns: regions,
+            capacity: capacity.to_vec(),
+            members,
         }
     }
 
@@ -347,7 +445,7 @@ impl Master {
             .model
             .as_mut()
             .expect("the model is kept between solves");
-        let mut rows = vec![(self.convexity[column.service], 1.0)];
+        let mut rows = vec![(self.convexity[column.member], 1.0)];
         rows.extend(
             column
                 .vcpus
@@ -374,8 +472,8 @@ impl Master {
         let duals = solution.dual_rows();
         let relaxation = Relaxation {
             objective,
-            convexity_duals: duals[..self.services].to_vec(),
-            capacity_duals: duals[self.services..self.services + self.regions].to_vec(),
+            convexity_duals: duals[..self.members].to_vec(),
+            capacity_duals: duals[self.members..self.members + self.capacity.len()].to_vec(),
             overflow: solution.columns()[..self.overflow_columns].iter().sum(),
         };
         self.model = Some(Model::from(solved));
@@ -390,14 +488,16 @@ impl Master {
         seconds: f64,
     ) -> Result<Option<(String, Vec<usize>)>, OptimizeError> {
         let mut problem = ColProblem::default();
-        let convexity: Vec<Row> = (0..self.services)
+        let convexity: Vec<Row> = (0..self.members)
             .map(|_| problem.add_row(1.0..=1.0))
             .collect();
-        let capacity_rows: Vec<Row> = (0..self.regions)
-            .map(|_| problem.add_row(..=self.capacity))
+        let capacity_rows: Vec<Row> = self
+            .capacity
+            .iter()
+            .map(|&limit| problem.add_row(..=limit))
             .collect();
         for column in columns {
-            let mut rows = vec![(convexity[column.service], 1.0)];
+            let mut rows = vec![(convexity[column.member], 1.0)];
             rows.extend(column.vcpus.iter().map(|&(r, v)| (capacity_rows[r], v)));
             problem.add_integer_column(column.cost, 0.0..=1.0, rows);
         }
@@ -456,11 +556,11 @@ pub(super) fn every_set_plan(
                 && set.iter().all(|&r| service_terms.allowed[r])
                 && optimizer.meets_slo(service, service_terms, &set)
             {
-                columns.push(column(optimizer, service, service_terms, set));
+                columns.push(column(optimizer, service, service, service_terms, set));
             }
         }
     }
-    let master = Master::new(terms.len(), regions, capacity, 0.0);
+    let master = Master::new(terms.len(), &vec![capacity; regions], 0.0);
     let Some((_, chosen)) = master.solve_integer(&columns, 0.0, settings.time_limit_seconds)?
     else {
         return Err(OptimizeError::FleetInfeasible {
@@ -468,15 +568,20 @@ pub(super) fn every_set_plan(
             reason: "no choice of region sets fits every region's capacity".to_string(),
         });
     };
-    Ok(plan_of(optimizer, terms, &columns, &chosen))
+    let members: Vec<usize> = (0..terms.len()).collect();
+    let mut sets = vec![Vec::new(); terms.len()];
+    for &index in &chosen {
+        sets[columns[index].member] = columns[index].regions.clone();
+    }
+    Ok(plan_of(optimizer, terms, &members, &sets))
 }
 
-/// Scores the plan that picks `chosen` among `columns`.
+/// Scores the plan that gives each member of `members` its set in `sets`, with `terms`.
 fn plan_of(
     optimizer: &Optimizer,
     terms: &[ServiceTerms],
-    columns: &[Column],
-    chosen: &[usize],
+    members: &[usize],
+    sets: &[Vec<usize>],
 ) -> Plan {
     let mut hosts = vec![Vec::new(); terms.len()];
     let mut score = PlanScore {
@@ -484,14 +589,12 @@ fn plan_of(
         monthly_cost_usd: 0.0,
         weighted_latency_ms: 0.0,
     };
-    for &index in chosen {
-        let c = &columns[index];
-        let (planned, service_score) =
-            optimizer.score_service(c.service, &terms[c.service], &c.regions);
+    for (&service, set) in members.iter().zip(sets) {
+        let (planned, service_score) = optimizer.score_service(service, &terms[service], set);
         score.objective += service_score.objective;
         score.monthly_cost_usd += service_score.monthly_cost_usd;
         score.weighted_latency_ms += service_score.weighted_latency_ms;
-        hosts[c.service] = planned;
+        hosts[service] = planned;
     }
     Plan { hosts, score }
 }

@@ -116,6 +116,7 @@ impl Generated {
 /// Generates the fleet with its history in memory, then starts storing it on another
 /// thread and returns, so that `run` can train on the fleet meanwhile. The store replaces
 /// the database as `generate` does, and Ctrl-C stops it the same way.
+///
 /// `check` is called with the fleet before the store starts, so a fleet it rejects leaves
 /// the database as it was.
 pub fn generate_in_background(

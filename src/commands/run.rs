@@ -70,7 +70,17 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
         // Whatever stopped the training, the store finishes or fails before the run
         // reports, so no partial file is left behind and the message tells what is stored.
         Err(error) => {
-            let stored = generated.wait_for_store().is_ok();
+            let stored = match generated.wait_for_store() {
+                Ok(_) => true,
+                Err(store_error) => {
+                    // Only the training's error is returned, so the store's is logged.
+                    tracing::warn!(
+                        error = format!("{store_error:#}"),
+                        "the fleet was not stored"
+                    );
+                    false
+                }
+            };
             return Err(if stored {
                 error.context(stopped_after(cli, &["generate"]))
             } else {

@@ -235,18 +235,24 @@
     // test of the original study treats dependent requests as independent.
     const serviceTests = documentValue.service_level_tests || [];
     const rejecting = serviceTests.filter(function (t) { return t.is_significant; }).length;
+    const undefinedTests = serviceTests.filter(function (t) { return !isNumber(t.p_value); }).length;
     let significant = "–";
-    if (serviceTests.length > 0 && rejecting === serviceTests.length) {
+    if (serviceTests.length > 0 && undefinedTests === serviceTests.length) {
+      significant = "no difference";
+    } else if (serviceTests.length > 0 && rejecting === serviceTests.length) {
       significant = "yes";
     } else if (serviceTests.length > 0 && rejecting === 0) {
       significant = "no";
     } else if (serviceTests.length > 0) {
       significant = "mixed";
     }
-    const testDetail = serviceTests
+    let testDetail = serviceTests
       .filter(function (t) { return isNumber(t.p_value); })
       .map(function (t) { return t.method.split(" on ")[0] + ": p = " + t.p_value.toPrecision(3); })
       .join("; ");
+    if (serviceTests.length > 0 && undefinedTests === serviceTests.length) {
+      testDetail = "every service's mean latency is the same under both arms";
+    }
     byId("ab-summary").textContent = data.summary;
     fillTiles("ab-cards", [
       { label: "Latency reduction", value: percentValue(improvements.latency_improvement_pct), detail: "positive: the treatment is faster" },

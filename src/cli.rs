@@ -129,10 +129,11 @@ pub struct PlanArgs {
     #[arg(long, value_enum, default_value_t = crate::optimize::ServiceSolver::Auto)]
     pub solver: crate::optimize::ServiceSolver,
 
-    /// Seconds the solver may spend on one service's program, or on the whole fleet
-    /// program under `--capacity-vcpus`, where it is checked between rounds, so one round
-    /// can run past it. A limit that binds makes the plan depend on the machine's speed.
-    /// The set search always runs to the end.
+    /// Seconds the solver may spend on one service's program, or on the whole search under
+    /// `--capacity-vcpus`: both ways of placing the fleet, each of whose programs stops
+    /// adding columns at the limit and still gets a tenth of it for its integer program.
+    /// A limit that binds keeps the best plan found and makes it depend on the machine's
+    /// speed. The set search always runs to the end.
     #[arg(
         long,
         default_value_t = 60.0,

@@ -21,6 +21,7 @@
 //! one program whose dependency terms take the callees' hosts from the uncoupled plans.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use highs::{HighsModelStatus, RowProblem, Sense};
 use rand::seq::IndexedRandom;
@@ -274,7 +275,9 @@ pub struct PlanScore {
 pub struct SolverReport {
     pub status: String,
     pub objective: f64,
-    /// The proven lower bound on the objective.
+    /// The proven lower bound of the program(s) solved. Without capacity each service's
+    /// program takes its callees' hosts as given, so the bound is of that decomposition,
+    /// not of every placement of the fleet. Under capacity see [`CapacitySearch`].
     pub bound: f64,
     /// `(objective - bound) / objective`.
     pub gap: f64,
@@ -291,8 +294,8 @@ pub struct SolverReport {
     pub capacity_search: Option<CapacitySearch>,
 }
 
-/// How the capacity-coupled fleet was placed. A caller's coefficients depend on where its
-/// callees run, so two ways are tried and the plan of lower objective is kept:
+/// Record of how the capacity-coupled fleet was placed. A caller's coefficients depend on
+/// where its callees run, so two ways are tried and the plan of lower objective is kept:
 /// - `callees first`: one program per call-graph level, callees' levels first, each with
 ///   its callees' actual hosts and the vCPUs the levels before it left. `bound` is the sum
 ///   of the levels' bounds, so the gap is that of this decomposition, as without capacity.
@@ -317,6 +320,16 @@ pub struct CapacitySearch {
     pub rounds: usize,
     /// Whether the last round's plan kept the callee hosts it assumed.
     pub rounds_settled: bool,
+}
+
+/// The plan kept by [`Optimizer::capacity_rounds`]: its objective with its own callee hosts
+/// in `plan`, and as its round's program priced it in `report.objective`.
+struct RoundsFound {
+    plan: Plan,
+    report: SolverReport,
+    rounds: usize,
+    /// Whether the kept plan keeps the callee hosts its round assumed.
+    settled: bool,
 }
 
 /// The per-service data of the program: every coefficient is fixed before the solve.
@@ -843,44 +856,71 @@ impl<'a> Optimizer<'a> {
     }
 
     /// Solves the capacity-coupled fleet by column generation, callees first and in rounds
-    /// (see [`CapacitySearch`]), and returns the plan of lower objective.
+    /// (see [`CapacitySearch`]), within one `--time-limit`, and returns the plan of lower
+    /// objective.
+    ///
+    /// The report's `gap` is of the plan's own objective against the chosen way's bound.
+    /// Its status is `optimal` within `--mip-gap`, `time limit` or `gap above the setting`.
+    /// It is `callee hosts not settled` when the rounds' plan moved callees that its
+    /// callers' terms assumed, because its bound is then of another program.
     fn capacity_plan(&self) -> Result<(Plan, SolverReport), OptimizeError> {
-        let by_level = self.capacity_by_level();
-        // The rounds fail only when the whole fleet cannot fit, which no level-by-level
-        // placement can improve on, so their error is the one to report.
-        let (rounds_plan, rounds_report, rounds, settled) = self.capacity_rounds()?;
-        let rounds_objective = rounds_plan.score.objective;
-        let callees_first_objective = by_level.as_ref().ok().map(|(p, _)| p.score.objective);
-        if let Err(error) = &by_level {
-            tracing::info!(%error, "callees-first placement did not fit; keeping the rounds");
-        }
-        let (plan, mut report, chosen, program_objective) = match by_level {
-            Ok((plan, report)) if plan.score.objective <= rounds_objective => {
-                let objective = plan.score.objective;
-                (plan, report, "callees first", objective)
-            }
-            _ => {
-                let program = rounds_report.objective;
-                let mut report = rounds_report;
-                report.objective = rounds_plan.score.objective;
-                (rounds_plan, report, "rounds", program)
-            }
+        let deadline = Instant::now() + Duration::from_secs_f64(self.settings.time_limit_seconds);
+        let by_level = self.capacity_by_level(deadline);
+        let rounds = self.capacity_rounds(deadline);
+        let (by_level, rounds) = match (by_level, rounds) {
+            // The rounds hold the whole fleet to the setting itself, so their error (an
+            // infeasible capacity with the limit it needs, or no plan in time) is the one
+            // to report.
+            (Err(_), Err(error)) => return Err(error),
+            (by_level, rounds) => (by_level.ok(), rounds.ok()),
         };
+
+        let programs = by_level.as_ref().map_or(0, |(_, r)| r.programs)
+            + rounds.as_ref().map_or(0, |found| found.report.programs);
+        let callees_first_objective = by_level.as_ref().map(|(plan, _)| plan.score.objective);
+        let rounds_objective = rounds.as_ref().map(|found| found.plan.score.objective);
+        let rounds_solved = rounds.as_ref().map_or(0, |found| found.rounds);
+        let rounds_settled = rounds.as_ref().is_some_and(|found| found.settled);
+        let use_rounds = match (&by_level, &rounds) {
+            (Some((plan, _)), Some(found)) => found.plan.score.objective < plan.score.objective,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+
+        let (plan, mut report, chosen, program_objective) = if use_rounds {
+            let found = rounds.expect("the rounds found a plan");
+            let mut report = found.report;
+            let program = report.objective;
+            report.objective = found.plan.score.objective;
+            report.gap = relative_gap(report.objective, report.bound);
+            // When the rounds did not settle, the kept plan's bound is of a program whose
+            // callers assumed other callee hosts, so the plan's own gap is unproven.
+            if !found.settled && report.status == "optimal" {
+                report.status = "callee hosts not settled".to_string();
+            }
+            (found.plan, report, "rounds", program)
+        } else {
+            let (plan, report) = by_level.expect("the levels found a plan");
+            let objective = plan.score.objective;
+            (plan, report, "callees first", objective)
+        };
+        report.programs = programs;
         report.capacity_search = Some(CapacitySearch {
             chosen,
             program_objective,
             callees_first_objective,
-            rounds_objective: Some(rounds_objective),
-            rounds,
-            rounds_settled: settled,
+            rounds_objective,
+            rounds: rounds_solved,
+            rounds_settled,
         });
         Ok((plan, report))
     }
 
     /// Places the fleet one call-graph level at a time, callees first, each level under
     /// the vCPUs the levels before it left. Every caller's coefficients have its callees'
-    /// actual hosts, so the plan's objective is the sum of the levels' objectives.
-    fn capacity_by_level(&self) -> Result<(Plan, SolverReport), OptimizeError> {
+    /// actual hosts, so the plan's objective is the sum of the levels' objectives, and the
+    /// sum of their bounds bounds it.
+    fn capacity_by_level(&self, deadline: Instant) -> Result<(Plan, SolverReport), OptimizeError> {
         let capacity = self
             .settings
             .capacity_vcpus
@@ -897,6 +937,7 @@ impl<'a> Optimizer<'a> {
             columns: Some(0),
             capacity_search: None,
         };
+        let mut timed_out = false;
         let (plan, _) = self.plan_by_level(|level, terms| {
             let start = level
                 .iter()
@@ -908,6 +949,7 @@ impl<'a> Optimizer<'a> {
                 terms: terms.iter().collect(),
                 start,
                 capacity: left.clone(),
+                deadline,
             };
             let solution = columns::solve_program(self, &program)?;
             for ((&service, terms), set) in level.iter().zip(terms).zip(&solution.sets) {
@@ -922,30 +964,46 @@ impl<'a> Optimizer<'a> {
             if let Some(columns) = report.columns.as_mut() {
                 *columns += solution.columns;
             }
-            if solution.status != "optimal" {
-                report.status = solution.status.clone();
-            }
+            timed_out |= solution.status == "time limit";
             Ok(solution.sets)
         })?;
         report.objective = plan.score.objective;
         report.gap = relative_gap(plan.score.objective, report.bound);
+        report.status = if timed_out {
+            "time limit"
+        } else if report.gap <= self.settings.mip_gap * (1.0 + 1e-9) {
+            "optimal"
+        } else {
+            "gap above the setting"
+        }
+        .to_string();
         Ok((plan, report))
     }
 
     /// Solves the whole fleet as one program in rounds: each round with the callee hosts of
     /// the previous round's plan (the first, of the plan without capacity), until a plan
-    /// keeps the hosts its round assumed, or for [`DEPENDENCY_ROUNDS`]. Returns the plan of
-    /// lowest objective priced with its own callee hosts, its round's report (objective as
-    /// that round's program prices it), the rounds solved and whether they settled.
-    fn capacity_rounds(&self) -> Result<(Plan, SolverReport, usize, bool), OptimizeError> {
+    /// keeps the hosts its round assumed, the deadline passes, or after
+    /// [`DEPENDENCY_ROUNDS`]. A round that finds no plan in time ends the rounds, with the
+    /// best plan so far. The plan returned is the one of lowest objective priced with its
+    /// own callee hosts.
+    fn capacity_rounds(&self, deadline: Instant) -> Result<RoundsFound, OptimizeError> {
         let (mut assumed, mut terms) =
             self.plan_with_terms(|service, terms| self.search_service(service, terms))?;
         let mut best: Option<(Plan, SolverReport)> = None;
         let mut rounds = 0;
         let mut settled = false;
+        let mut programs = 0;
         while rounds < DEPENDENCY_ROUNDS && !settled {
+            if best.is_some() && Instant::now() >= deadline {
+                break;
+            }
+            let (solved, report) = match columns::fleet_plan(self, &assumed, &terms, deadline) {
+                Ok(found) => found,
+                Err(OptimizeError::TimedOut { .. }) if best.is_some() => break,
+                Err(error) => return Err(error),
+            };
             rounds += 1;
-            let (solved, report) = columns::fleet_plan(self, &assumed, &terms)?;
+            programs += report.programs;
             let sets = solved.region_sets();
             settled = sets == assumed.region_sets();
             let (plan, next_terms) =
@@ -966,8 +1024,16 @@ impl<'a> Optimizer<'a> {
             assumed = plan;
             terms = next_terms;
         }
-        let (plan, report) = best.expect("at least one round runs");
-        Ok((plan, report, rounds, settled))
+        let (plan, mut report) = best.expect("the first round returns a plan or an error");
+        report.programs = programs;
+        // `settled` is of the last round; the kept plan settled only if it is that plan.
+        let settled = settled && plan.region_sets() == assumed.region_sets();
+        Ok(RoundsFound {
+            plan,
+            report,
+            rounds,
+            settled,
+        })
     }
 
     /// Prices a plan of the given region sets, one per service: every call at the callee's
@@ -1203,7 +1269,8 @@ impl<'a> Optimizer<'a> {
     pub fn first_capacity_round(&self) -> Result<(Plan, SolverReport), OptimizeError> {
         let (assumed, terms) =
             self.plan_with_terms(|service, terms| self.search_service(service, terms))?;
-        columns::fleet_plan(self, &assumed, &terms)
+        let deadline = Instant::now() + Duration::from_secs_f64(self.settings.time_limit_seconds);
+        columns::fleet_plan(self, &assumed, &terms, deadline)
     }
 
     /// Solves the first round of the capacity-coupled fleet program over every region set of

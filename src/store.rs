@@ -450,11 +450,17 @@ fn resolve_link(path: &Path) -> PathBuf {
     if let Ok(resolved) = std::fs::canonicalize(path) {
         return resolved;
     }
-    match std::fs::read_link(path) {
-        Ok(target) if target.is_absolute() => target,
-        Ok(target) => path.parent().unwrap_or(Path::new(".")).join(target),
-        Err(_) => path.to_path_buf(),
+    // A dangling link, possibly through a chain of links: follow each to the name at its
+    // end, at most as many as Linux follows (40).
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&current) {
+            Ok(target) if target.is_absolute() => current = target,
+            Ok(target) => current = current.parent().unwrap_or(Path::new(".")).join(target),
+            Err(_) => break,
+        }
     }
+    current
 }
 
 /// Folds a write-ahead log or hot journal of the old database back into it. A leftover

@@ -321,7 +321,7 @@ fn run_rejects_doomed_settings_before_work() {
     let before = std::fs::read(&db).unwrap();
     let not_a_directory = directory.path().join("file");
     std::fs::write(&not_a_directory, "").unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--lambda", "-1"], "--lambda -1 is invalid"),
         (&["--mip-gap", "2"], "--mip-gap 2 is invalid"),
         (&["--min-replicas", "6"], "--min-replicas 6 is invalid"),
@@ -333,9 +333,12 @@ fn run_rejects_doomed_settings_before_work() {
             "not a directory",
         ),
         (
-            &["--allow", "nobody=us-east-1"],
+            &["--allow", "nobody=us-east-1+eu-west-1"],
             "--allow nobody is invalid",
         ),
+        (&["--allow", "auth-service=us-east-1"], "only 1 region(s)"),
+        (&["--capacity-vcpus", "1"], "one instance per replica needs"),
+        (&["--services", "0"], "`--services` must be at least 1"),
     ];
     for (flags, expected) in cases {
         let output = command(&db, "run", flags);

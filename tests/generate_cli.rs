@@ -576,3 +576,21 @@ fn dangling_symlink_gets_its_target_created() {
     assert!(link.is_symlink());
     assert_eq!(count(&directory.path().join("real.db"), "services"), 25);
 }
+
+#[test]
+fn chain_of_dangling_symlinks_creates_the_last_name() {
+    let directory = tempfile::tempdir().unwrap();
+    let first = directory.path().join("first.db");
+    let second = directory.path().join("second.db");
+    std::os::unix::fs::symlink("second.db", &first).unwrap();
+    std::os::unix::fs::symlink("real.db", &second).unwrap();
+    generate(
+        directory.path(),
+        "first.db",
+        &["--services", "25", "--days", "1"],
+    );
+    assert!(first.is_symlink());
+    assert!(second.is_symlink(), "the middle link was replaced");
+    assert_eq!(count(&directory.path().join("real.db"), "services"), 25);
+    assert!(directory.path().join(".real.db.lock").exists());
+}

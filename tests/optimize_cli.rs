@@ -223,6 +223,56 @@ fn both_solvers_name_the_same_infeasible_service() {
 }
 
 #[test]
+fn too_small_capacities_name_a_limit_below_which_none_fits() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = generate(directory.path(), "fleet.db", &[]);
+    let out = directory.path().join("out");
+    let out = out.to_str().unwrap();
+    let output = command(&db, "train", &["--out", out, "--folds", "0"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lowest = |message: &str| -> f64 {
+        let start = message
+            .find("no limit below ")
+            .expect("the hint names a limit")
+            + 15;
+        message[start..].split(' ').next().unwrap().parse().unwrap()
+    };
+    // Far too small, and small enough that the overflow's price once made HiGHS fail.
+    let mut limits = Vec::new();
+    for capacity in ["1", "100", "200", "300", "350"] {
+        let args = [
+            "--capacity-vcpus",
+            capacity,
+            "--mip-gap",
+            "0.01",
+            "--out",
+            out,
+        ];
+        let output = command(&db, "optimize", &args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{capacity}: {message}");
+        assert!(
+            message.contains("cannot meet `--capacity-vcpus"),
+            "{message}"
+        );
+        limits.push(lowest(&message));
+    }
+    // Every run names the same limit, and a limit just below it fails as well.
+    assert!(limits.iter().all(|&l| l == limits[0]), "{limits:?}");
+    let below = format!("{}", limits[0] - 1.0);
+    let args = [
+        "--capacity-vcpus",
+        &below,
+        "--mip-gap",
+        "0.01",
+        "--out",
+        out,
+    ];
+    let output = command(&db, "optimize", &args);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+}
+
+#[test]
 fn narrow_replica_bounds_and_slo_still_give_a_plan() {
     let directory = tempfile::tempdir().unwrap();
     let db = trained_fleet(directory.path());

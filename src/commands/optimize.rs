@@ -515,18 +515,19 @@ pub fn summary_table(outcome: &OptimizeOutcome) -> String {
                 }
             );
             format!(
-                "placement plan: {} under capacity, {} chosen (callees first {}, in rounds {} over {rounds}):\n  \
-                 {} for the program its bound holds for: objective {:.2}, bound {:.2}, gap {:.2e}\n  \
-                 with each call priced at the callee's host in the plan: objective {:.2}\n",
+                "placement plan: {} under capacity, {} kept (callees first {}, in rounds {} over {rounds}):\n  \
+                 {}: objective {:.2}, bound {:.2}, gap {:.2e} ({} program(s) in all)\n  \
+                 the bound is of the program that priced the plan at {:.2}\n",
                 solver.method,
                 search.chosen,
                 either(search.callees_first_objective),
                 either(search.rounds_objective),
                 solver.status,
-                search.program_objective,
+                solver.objective,
                 solver.bound,
                 solver.gap,
-                solver.objective,
+                solver.programs,
+                search.program_objective,
             )
         }
     };

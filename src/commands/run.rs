@@ -13,9 +13,12 @@ use crate::commands::experiment::ExperimentReport;
 use crate::commands::optimize::OptimizeOutcome;
 use crate::commands::train::TrainOutcome;
 use crate::commands::{experiment, generate, optimize, train, write_stdout};
+use crate::generate::{Fleet, FleetConfig};
 use crate::latency_model;
 use crate::optimize::allowed_regions;
+use crate::optimize::OptimizeError;
 use crate::output;
+use crate::plan_file;
 use crate::store;
 use crate::strategy;
 
@@ -38,16 +41,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     // The residency rules name services, which the fleet in memory is checked against
     // before its store begins.
     let mut generated = generate::generate_in_background(cli, settings, "run", |fleet| {
-        let names: Vec<String> = fleet.services.iter().map(|s| s.name.clone()).collect();
-        let codes: Vec<String> = fleet
-            .config
-            .regions
-            .codes()
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        allowed_regions(&rules, &names, &codes)?;
-        Ok(())
+        check_fleet(args, &rules, fleet)
     })
     .with_context(|| {
         format!(
@@ -143,17 +137,39 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Rejects, before any work, what would stop a later stage: every stage's settings, a
-/// region without a price, replica bounds the regions cannot meet, a fleet too small to
-/// split, cross-validate or classify, and output files that cannot be written.
+/// Rejects, before any work, what would stop a later stage. That is the fleet's size, every
+/// stage's settings, a region without a price, replica bounds the regions cannot meet, and
+/// a fleet too small to split, cross-validate or classify. So are residency rules with
+/// fewer regions than the replica floor, and output files that cannot be written.
 fn check_before_work(cli: &Cli, args: &RunArgs) -> Result<()> {
+    let regions = Catalog::embedded().select(&args.generate.regions)?;
+    FleetConfig {
+        services: args.generate.services,
+        days: args.generate.days,
+        regions: regions.clone(),
+        seed: cli.seed,
+    }
+    .validate()?;
     let train_settings = train::settings(&args.model, cli.seed)?;
     let plan_settings = optimize::settings(&args.plan)?;
     experiment::settings(&args.experiment, cli.seed)?;
-    let regions = Catalog::embedded().select(&args.generate.regions)?;
     // The optimizer prices every region.
     regions.instance_prices()?;
     plan_settings.validate(regions.len())?;
+    for (name, codes) in optimize::allow_rules(&args.plan.allow)? {
+        if codes.len() < plan_settings.min_replicas {
+            return Err(OptimizeError::Infeasible {
+                service: name,
+                constraint: format!("--min-replicas {}", plan_settings.min_replicas),
+                reason: format!(
+                    "--allow gives it only {} region(s): {}",
+                    codes.len(),
+                    codes.join(", ")
+                ),
+            }
+            .into());
+        }
+    }
 
     // Every generated service has a placement history, so the split and the folds are
     // those of the services themselves.
@@ -173,6 +189,48 @@ fn check_before_work(cli: &Cli, args: &RunArgs) -> Result<()> {
         experiment::TREATMENT_FILE,
     ] {
         output::check_file(&out.join(name))?;
+    }
+    Ok(())
+}
+
+/// Rejects, once the fleet is generated and before it is stored, what the fleet makes
+/// impossible: residency rules naming no service, a capacity below one instance per
+/// replica, and a plan file for an arm that does not fit the fleet.
+fn check_fleet(args: &RunArgs, rules: &[(String, Vec<String>)], fleet: &Fleet) -> Result<()> {
+    let names: Vec<String> = fleet.services.iter().map(|s| s.name.clone()).collect();
+    let codes: Vec<String> = fleet
+        .config
+        .regions
+        .codes()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    allowed_regions(rules, &names, &codes)?;
+    let plan_settings = optimize::settings(&args.plan)?;
+    if let Some(capacity) = plan_settings.capacity_vcpus {
+        let needed: f64 = fleet
+            .services
+            .iter()
+            .map(|s| plan_settings.min_replicas as f64 * s.spec.cores)
+            .sum();
+        let regions = codes.len() as f64;
+        if needed > capacity * regions {
+            return Err(OptimizeError::FleetInfeasible {
+                constraint: format!("--capacity-vcpus {capacity}"),
+                reason: format!(
+                    "one instance per replica needs {needed:.1} vCPUs and the regions hold {:.1}\nhint: raise --capacity-vcpus well above {:.1} vCPUs per region, since the instances that carry the demand need more than one each",
+                    capacity * regions,
+                    (needed / regions * 10.0).floor() / 10.0
+                ),
+            }
+            .into());
+        }
+    }
+    let world = WorldFleet::from_fleet(fleet)?;
+    for arm in [&args.experiment.control, &args.experiment.treatment] {
+        if !experiment::PLAN_KINDS.contains(&arm.as_str()) {
+            plan_file::read(std::path::Path::new(arm), &world)?;
+        }
     }
     Ok(())
 }

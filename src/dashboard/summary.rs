@@ -89,26 +89,36 @@ pub fn ab_test_sentence(design: &str, control: &str, treatment: &str, document: 
 /// States the service-level tests and what they mean together: significant when every
 /// test rejects at `level`, not significant when none does, and mixed otherwise.
 fn service_level_clause(document: &Value, level: &str) -> Option<String> {
-    let tests: Vec<(&str, f64, bool)> = document["service_level_tests"]
+    // A test's p-value is null where its statistic is undefined: every service's
+    // difference zero, as with two identical arms.
+    let tests: Vec<(&str, Option<f64>, bool)> = document["service_level_tests"]
         .as_array()?
         .iter()
         .filter_map(|test| {
             let method = test["method"].as_str()?;
             // The method's name without its details: "paired t-test", not its df rule.
             let name = method.split(" on ").next().unwrap_or(method);
-            Some((
-                name,
-                test["p_value"].as_f64()?,
-                test["is_significant"].as_bool()?,
-            ))
+            let significant = test["is_significant"].as_bool().unwrap_or(false);
+            Some((name, test["p_value"].as_f64(), significant))
         })
         .collect();
     if tests.is_empty() {
         return None;
     }
+    if tests.iter().all(|(_, p, _)| p.is_none()) {
+        return Some(
+            "With each service's mean latency as one observation, the tests are undefined: \
+             every service's mean latency is the same under both arms, so there is no \
+             difference to test."
+                .to_string(),
+        );
+    }
     let results: Vec<String> = tests
         .iter()
-        .map(|(name, p, _)| format!("{name}: p = {}", format_p(*p)))
+        .map(|(name, p, _)| match p {
+            Some(p) => format!("{name}: p = {}", format_p(*p)),
+            None => format!("{name}: undefined"),
+        })
         .collect();
     let rejecting = tests
         .iter()
@@ -166,6 +176,11 @@ fn comparison_clause(
     format: impl Fn(f64) -> String,
 ) -> Option<String> {
     let (control, treatment) = (control?, treatment?);
+    // No latency is zero: an arm that drew no request of the services measured reports
+    // 0, which is no measurement.
+    if name.contains("latency") && (control == 0.0 || treatment == 0.0) {
+        return None;
+    }
     let reduction =
         reduction_pct.or_else(|| (control != 0.0).then(|| 100.0 * (control - treatment) / control));
     let change = match reduction {
@@ -249,6 +264,28 @@ mod tests {
         let text = ab_test_sentence("split", "random", "optimizer", &document([true, false]));
         assert!(text.contains("the tests disagree at the 5% level"));
         assert!(!text.contains("is statistically significant"));
+    }
+
+    #[test]
+    fn identical_arms_have_no_difference_to_test() {
+        let mut document = document([false, false]);
+        for test in document["service_level_tests"].as_array_mut().unwrap() {
+            test["p_value"] = Value::Null;
+        }
+        let text = ab_test_sentence("paired", "optimizer", "optimizer", &document);
+        assert!(text.contains("the tests are undefined"), "{text}");
+        assert!(text.contains("no difference to test"), "{text}");
+        assert!(!text.contains("states no test"), "{text}");
+    }
+
+    #[test]
+    fn latency_without_requests_is_left_out() {
+        let mut document = document([false, false]);
+        document["control_metrics"]["critical_services_latency_ms"] = 0.0.into();
+        document["treatment_metrics"]["critical_services_latency_ms"] = 0.0.into();
+        let text = ab_test_sentence("paired", "random", "optimizer", &document);
+        assert!(!text.contains("latency-critical"), "{text}");
+        assert!(text.contains("the average latency was"), "{text}");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub(super) struct Program<'a> {
     pub start: Vec<Vec<usize>>,
     /// vCPUs each region offers the members.
     pub capacity: Vec<f64>,
+    /// When the column generation stops adding columns. The integer program over the
+    /// columns found gets at least a tenth of `--time-limit` after it.
+    pub deadline: Instant,
 }
 
 /// Result of [`solve_program`]: a region set for each member, in the members' order.
@@ -77,6 +80,7 @@ pub(super) fn fleet_plan(
     optimizer: &Optimizer,
     assumed: &Plan,
     terms: &[ServiceTerms],
+    deadline: Instant,
 ) -> Result<(Plan, SolverReport), OptimizeError> {
     let capacity = optimizer
         .settings
@@ -88,6 +92,7 @@ pub(super) fn fleet_plan(
         terms: terms.iter().collect(),
         start: assumed.region_sets(),
         capacity: vec![capacity; optimizer.regions()],
+        deadline,
     };
     let solution = solve_program(optimizer, &program)?;
     let plan = plan_of(optimizer, terms, &program.members, &solution.sets);
@@ -110,25 +115,11 @@ pub(super) fn solve_program(
     optimizer: &Optimizer,
     program: &Program,
 ) -> Result<Solution, OptimizeError> {
-    let started = Instant::now();
     let settings = &optimizer.settings;
     let terms = &program.terms;
     let members = program.members.len();
     let capacity = &program.capacity;
-    let needed: f64 = program
-        .members
-        .iter()
-        .map(|&s| settings.min_replicas as f64 * optimizer.summary.services[s].cores)
-        .sum();
-    let offered: f64 = capacity.iter().sum();
-    if needed > offered {
-        return Err(OptimizeError::FleetInfeasible {
-            constraint: capacity_setting(capacity),
-            reason: format!(
-                "{needed} vCPUs are needed for one instance per replica, {offered} exist"
-            ),
-        });
-    }
+    let past_deadline = || Instant::now() >= program.deadline;
 
     let mut columns: Vec<Column> = Vec::new();
     let mut known: HashSet<(usize, Vec<usize>)> = HashSet::new();
@@ -161,7 +152,6 @@ pub(super) fn solve_program(
             })
             .fold(1.0, f64::max);
     let relaxation_gap = settings.mip_gap * RELAXATION_SHARE;
-    let deadline = settings.time_limit_seconds;
     let mut master = Master::new(members, capacity, overflow_price);
     for c in &columns {
         master.add(c);
@@ -170,14 +160,28 @@ pub(super) fn solve_program(
     let mut rounds = 0;
     let mut converged = false;
     let mut overflow;
+    let mut last_overflow = 0.0;
     let mut raises = 0;
     loop {
         if crate::interrupt::requested() {
             return Err(OptimizeError::Interrupted);
         }
-        let solved = master.solve_relaxation()?;
+        let solved = match master.solve_relaxation() {
+            Ok(solved) => solved,
+            // Each raise multiplies the overflow price by 1,000, and at the highest HiGHS
+            // can fail on the numbers. Overflow that outlasted the lower prices then shows
+            // that the relaxation has no room.
+            Err(_) if raises > 0 => {
+                return Err(OptimizeError::FleetInfeasible {
+                    constraint: capacity_setting(capacity),
+                    reason: overflow_reason(capacity, last_overflow, OVERFLOW_WORDS),
+                })
+            }
+            Err(error) => return Err(error),
+        };
         rounds += 1;
         overflow = solved.overflow;
+        last_overflow = overflow;
         let prices: Vec<f64> = solved
             .capacity_duals
             .iter()
@@ -228,16 +232,14 @@ pub(super) fn solve_program(
             converged = true;
             break;
         }
-        if (gap <= relaxation_gap && solved.overflow <= 1e-9)
-            || started.elapsed().as_secs_f64() >= deadline
-        {
+        if (gap <= relaxation_gap && solved.overflow <= 1e-9) || past_deadline() {
             break;
         }
     }
     if converged && overflow > 1e-6 {
         return Err(OptimizeError::FleetInfeasible {
             constraint: capacity_setting(capacity),
-            reason: overflow_reason(capacity, overflow),
+            reason: overflow_reason(capacity, overflow, OVERFLOW_WORDS),
         });
     }
     info!(
@@ -247,7 +249,12 @@ pub(super) fn solve_program(
         "column generation done; solving the integer program over its columns"
     );
 
-    let remaining = (deadline - started.elapsed().as_secs_f64()).max(0.1 * deadline);
+    let limit = settings.time_limit_seconds;
+    let remaining = program
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64()
+        .max(0.1 * limit);
     let chosen = master.solve_integer(
         &columns,
         settings.mip_gap * (1.0 - RELAXATION_SHARE),
@@ -278,7 +285,7 @@ pub(super) fn solve_program(
     let gap = relative_gap(objective, best_bound);
     let status = if gap <= settings.mip_gap * (1.0 + 1e-9) {
         "optimal".to_string()
-    } else if status == "time limit" || started.elapsed().as_secs_f64() >= deadline {
+    } else if status == "time limit" || past_deadline() {
         "time limit".to_string()
     } else {
         "gap above the setting".to_string()
@@ -303,20 +310,23 @@ fn capacity_setting(capacity: &[f64]) -> String {
     }
 }
 
-/// Explains overflow left in the relaxation and, when every region has the same limit, the
-/// lowest limit that could hold the fleet.
-fn overflow_reason(capacity: &[f64], overflow: f64) -> String {
-    let reason = format!(
-        "even with services split across region sets, the fleet needs {overflow:.1} vCPUs more than the regions hold at its replica floor and target utilization"
-    );
+/// Subject and verb of [`overflow_reason`]'s sentence when the relaxation overflows.
+const OVERFLOW_WORDS: &str =
+    "even with services split across region sets, the fleet at its replica floor and target utilization needs";
+
+/// Explains `overflow` vCPUs more than the regions hold and, when every region has the same
+/// limit, a limit below which the fleet cannot fit.
+fn overflow_reason(capacity: &[f64], overflow: f64, needs: &str) -> String {
+    let reason = format!("{needs} {overflow:.1} vCPUs more than the regions hold");
     match capacity.first() {
         Some(&first) if capacity.iter().all(|&c| c == first) => {
             // Raising every region's limit by d removes at most `regions x d` of the
-            // overflow, so no limit below this one can hold the fleet.
+            // overflow, so no limit below this one can hold the fleet. It is a lower
+            // bound only: a limit just above it can still be too small.
             let lowest = first + overflow / capacity.len() as f64;
             format!(
-                "{reason}\nhint: no limit below {:.0} vCPUs per region can hold it; raise --capacity-vcpus, or lower --min-replicas or raise --target-utilization",
-                lowest.ceil()
+                "{reason}\nhint: no limit below {:.1} vCPUs per region can hold it; raise --capacity-vcpus above that, or lower --min-replicas or raise --target-utilization",
+                (lowest * 10.0).floor() / 10.0
             )
         }
         _ => reason,

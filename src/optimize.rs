@@ -130,6 +130,8 @@ pub enum OptimizeError {
         "the fleet program found no plan within --time-limit {seconds} s\nhint: raise --time-limit"
     )]
     TimedOut { seconds: f64 },
+    #[error("HiGHS found no plan for {service} within --time-limit {seconds} s\nhint: raise --time-limit")]
+    ServiceTimedOut { service: String, seconds: f64 },
     #[error("the database has no {what}\nhint: run `placewise {command}` first")]
     MissingModel {
         what: &'static str,
@@ -1360,6 +1362,12 @@ fn run_highs(
         .double_info_value(c"mip_dual_bound")
         .unwrap_or(objective);
     let values = solved.get_solution().columns().to_vec();
+    if (values.is_empty() || !objective.is_finite()) && status == "time limit" {
+        return Err(OptimizeError::ServiceTimedOut {
+            service: what.to_string(),
+            seconds: settings.time_limit_seconds,
+        });
+    }
     if values.is_empty() || !objective.is_finite() {
         return Err(OptimizeError::Solver {
             what: what.to_string(),

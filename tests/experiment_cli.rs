@@ -262,7 +262,6 @@ fn run_matches_its_stages_run_apart() {
 
 #[test]
 fn run_keeps_other_writers_out_to_the_end() {
-    use std::io::BufRead;
     let directory = tempfile::tempdir().unwrap();
     let db = directory.path().join("fleet.db");
     let out = directory.path().join("results");
@@ -275,15 +274,7 @@ fn run_keeps_other_writers_out_to_the_end() {
         .spawn()
         .unwrap();
     let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("[2/4]") {
-        let mut line = String::new();
-        assert!(
-            log.read_line(&mut line).unwrap() > 0,
-            "run ended early: {seen}"
-        );
-        seen.push_str(&line);
-    }
+    let mut seen = common::read_until(&mut log, "[2/4]");
     // Once the fleet is stored, the run still has to store its results beside it.
     let started = std::time::Instant::now();
     while !db.exists() {

@@ -330,13 +330,7 @@ fn interrupted_training_stores_nothing() {
     // Wait until the first fit has begun, then send one Ctrl-C: the fits that have not
     // begun must not start.
     let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("fitting") {
-        let mut line = String::new();
-        let read = std::io::BufRead::read_line(&mut log, &mut line).unwrap();
-        assert!(read > 0, "the log ended before any fit: {seen}");
-        seen.push_str(&line);
-    }
+    let mut seen = common::read_until(&mut log, "fitting");
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

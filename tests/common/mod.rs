@@ -236,3 +236,16 @@ pub fn start_server(database: &Path) -> Server {
     std::thread::spawn(move || lines.for_each(drop));
     Server { child, address }
 }
+
+/// Reads lines from `log` until one contains `text`, and returns everything read. Panics
+/// when the log ends first, with what it held.
+pub fn read_until(log: &mut impl std::io::BufRead, text: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(text) {
+        let mut line = String::new();
+        let read = log.read_line(&mut line).expect("the log is readable");
+        assert!(read > 0, "the log ended before `{text}`: {seen}");
+        seen.push_str(&line);
+    }
+    seen
+}

@@ -130,8 +130,8 @@ pub struct PlanArgs {
     pub solver: crate::optimize::ServiceSolver,
 
     /// Seconds the solver may spend on one service's program, or on the whole search under
-    /// `--capacity-vcpus`: both ways of placing the fleet, each of whose programs stops
-    /// adding columns at the limit and still gets a tenth of it for its integer program.
+    /// `--capacity-vcpus`, both ways of placing the fleet. There each program stops adding
+    /// columns at the limit, and still gets a tenth of it for its integer program.
     /// A limit that binds keeps the best plan found and makes it depend on the machine's
     /// speed. The set search always runs to the end.
     #[arg(
@@ -403,7 +403,7 @@ pub struct GenerateArgs {
 pub struct ServeArgs {
     /// IP address and port to listen on (a name such as `localhost` is not accepted). The
     /// default accepts connections from this machine only, and 0.0.0.0 from every network
-    /// interface; port 0 picks a free port, which the first line on stderr names. The server
+    /// interface. Port 0 picks a free port, which the first line on stderr names. The server
     /// reads `--db` read-only, shows its latest results and reads it again when it
     /// changes; Ctrl-C stops it after the requests in progress, with exit code 0.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]

@@ -88,7 +88,7 @@ pub enum ModelError {
         rows: usize,
         needed: usize,
         purpose: String,
-        /// What `rows` and `needed` count: `rows` or `services`.
+        /// Unit of `rows` and `needed`, such as `rows` or `services`.
         unit: &'static str,
         /// A line that starts with a newline and `hint:`, or nothing.
         hint: &'static str,

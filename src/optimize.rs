@@ -982,10 +982,10 @@ impl<'a> Optimizer<'a> {
         Ok((plan, report))
     }
 
-    /// Solves the whole fleet as one program in rounds: each round with the callee hosts of
-    /// the previous round's plan (the first, of the plan without capacity), until a plan
-    /// keeps the hosts its round assumed, the deadline passes, or after
-    /// [`DEPENDENCY_ROUNDS`]. A round that finds no plan in time ends the rounds, with the
+    /// Solves the whole fleet as one program in rounds. Each round takes the callee hosts of
+    /// the previous round's plan, and the first those of the plan without capacity. The
+    /// rounds stop when a plan keeps the hosts its round assumed, when the deadline passes,
+    /// or after [`DEPENDENCY_ROUNDS`]. A round that finds no plan in time ends the rounds, with the
     /// best plan so far. The plan returned is the one of lowest objective priced with its
     /// own callee hosts.
     fn capacity_rounds(&self, deadline: Instant) -> Result<RoundsFound, OptimizeError> {

@@ -16,8 +16,10 @@ fn command(db: &Path, verb: &str, extra: &[&str]) -> std::process::Output {
     placewise(&args)
 }
 
-fn trained_fleet(directory: &Path) -> std::path::PathBuf {
-    let db = generate(directory, "fleet.db", &SMALL);
+/// Generates a fleet of `size` flags (the default fleet with none) and trains its model,
+/// returning the database and the output directory.
+fn trained(directory: &Path, size: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let db = generate(directory, "fleet.db", size);
     let out = directory.join("out");
     let output = command(
         &db,
@@ -25,7 +27,11 @@ fn trained_fleet(directory: &Path) -> std::path::PathBuf {
         &["--out", out.to_str().unwrap(), "--folds", "0"],
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    db
+    (db, out)
+}
+
+fn trained_fleet(directory: &Path) -> std::path::PathBuf {
+    trained(directory, &SMALL).0
 }
 
 #[test]
@@ -194,24 +200,10 @@ fn bad_settings_are_named_with_their_value() {
     );
 }
 
-/// Generates the default fleet and trains its model, returning the database and the
-/// output directory.
-fn trained_default_fleet(directory: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let db = generate(directory, "fleet.db", &[]);
-    let out = directory.join("out");
-    let output = command(
-        &db,
-        "train",
-        &["--out", out.to_str().unwrap(), "--folds", "0"],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    (db, out)
-}
-
 #[test]
 fn both_solvers_name_the_same_infeasible_service() {
     let directory = tempfile::tempdir().unwrap();
-    let (db, out) = trained_default_fleet(directory.path());
+    let (db, out) = trained(directory.path(), &[]);
     let out = out.to_str().unwrap();
     // On the default fleet these SLOs fail at the precheck for some services of a level
     // and only in the solve for an earlier one.
@@ -234,9 +226,9 @@ fn both_solvers_name_the_same_infeasible_service() {
 }
 
 #[test]
-fn too_small_capacities_name_a_limit_below_which_none_fits() {
+fn small_capacity_names_limit_bound() {
     let directory = tempfile::tempdir().unwrap();
-    let (db, out) = trained_default_fleet(directory.path());
+    let (db, out) = trained(directory.path(), &[]);
     let out = out.to_str().unwrap();
     let lowest = |message: &str| -> f64 {
         let start = message
@@ -245,6 +237,7 @@ fn too_small_capacities_name_a_limit_below_which_none_fits() {
             + 15;
         message[start..].split(' ').next().unwrap().parse().unwrap()
     };
+
     // Far too small, and small enough that the overflow's price once made HiGHS fail.
     let mut limits = Vec::new();
     for capacity in ["1", "100", "200", "300", "350"] {
@@ -265,6 +258,7 @@ fn too_small_capacities_name_a_limit_below_which_none_fits() {
         );
         limits.push(lowest(&message));
     }
+
     // Every run names the same limit, and a limit just below it fails as well.
     assert!(limits.iter().all(|&l| l == limits[0]), "{limits:?}");
     let below = format!("{}", limits[0] - 1.0);

@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<()> {
     let trained = match trained {
         Ok(trained) => trained,
         // Whatever stopped the training, the store finishes or fails before the run
-        // reports, so no partial file is left behind and the message tells what is stored.
+        // reports, so no partial file is left behind and the message states what is stored.
         Err(error) => {
             let stored = match generated.wait_for_store() {
                 Ok(_) => true,
